@@ -1,0 +1,385 @@
+"""Load time: a decoded, validated module -> a flat micro-program -> prompt tokens.
+
+Everything here is what a WebAssembly engine does when it loads a module: lay out frames and
+globals, resolve branch targets, turn structured control flow into jumps, place data segments.
+Nothing depends on the arguments' values or on the path execution will take.
+
+Frame layout (slots hold one value each, i32 or i64): with frame base fb, a function with np
+params has its header at fb-1, param i at fb-1-np+i, declared local j at fb+j and operand-stack
+height h at fb+nlocals+h. A call at stack height h (arguments included) makes the callee's frame
+base fb + nlocals + h + 1, so the caller's argument slots are the callee's parameters and the
+callee's results land where the arguments were. Globals are absolute slots 0..G-1.
+"""
+from dataclasses import dataclass, field
+
+try:
+    from .wasm_binary import WasmError, decode_module
+    from .wasm_vocab import INSTR_LEN, MAX_PAGES, N_PC, OP, instr_tokens, pc_token
+except ImportError:  # loaded as a plain module
+    from wasm_binary import WasmError, decode_module
+    from wasm_vocab import INSTR_LEN, MAX_PAGES, N_PC, OP, instr_tokens, pc_token
+
+I32_BINARY = {
+    "i32.add": "ADD", "i32.sub": "SUB", "i32.mul": "MUL", "i32.div_s": "DIV_S", "i32.div_u": "DIV_U",
+    "i32.rem_s": "REM_S", "i32.rem_u": "REM_U", "i32.and": "AND", "i32.or": "OR", "i32.xor": "XOR",
+    "i32.shl": "SHL", "i32.shr_s": "SHR_S", "i32.shr_u": "SHR_U", "i32.rotl": "ROTL", "i32.rotr": "ROTR",
+    "i32.eq": "EQ", "i32.ne": "NE", "i32.lt_s": "LT_S", "i32.lt_u": "LT_U", "i32.gt_s": "GT_S",
+    "i32.gt_u": "GT_U", "i32.le_s": "LE_S", "i32.le_u": "LE_U", "i32.ge_s": "GE_S", "i32.ge_u": "GE_U",
+}
+I32_UNARY = {"i32.eqz": "EQZ", "i32.clz": "CLZ", "i32.ctz": "CTZ", "i32.popcnt": "POPCNT"}
+LOADS = {"i32.load": "LOAD32", "i32.load8_s": "LOAD8_S", "i32.load8_u": "LOAD8_U",
+         "i32.load16_s": "LOAD16_S", "i32.load16_u": "LOAD16_U", "i64.load": "LOAD64"}
+STORES = {"i32.store": "STORE32", "i32.store8": "STORE8", "i32.store16": "STORE16", "i64.store": "STORE64",
+          "i64.store8": "STORE8", "i64.store16": "STORE16", "i64.store32": "STORE32"}
+WIDE = {"i64": True, "i32": False}
+
+
+@dataclass
+class MicroInstr:
+    op: object            # a wasm_vocab.MicroOp
+    sa: int = 0
+    sr: int = 0
+    x: int = 0
+    y: int = 0
+    src: str = ""         # the WebAssembly instruction it came from, e.g. "f3+0x41 i32.add"
+
+
+@dataclass
+class Invocation:
+    func: str
+    args: tuple
+    result_types: tuple
+    enter_pc: int = 0
+
+
+@dataclass
+class Program:
+    instrs: list
+    globals_init: list           # (slot, value as unsigned 64-bit int, type)
+    data: list                   # (address, bytes)
+    mem_pages: int
+    fb_root: int
+    invocations: list = field(default_factory=list)
+    func_names: dict = field(default_factory=dict)
+
+    def prompt_ids(self):
+        """The prompt: the program, records that set up globals, data and memory size (shaped
+        like trace records of prompt-only micro-instructions), then the first ENTER record."""
+        ids = []
+        for ins in self.instrs:
+            ids += instr_tokens(ins.op.code, ins.sa, ins.sr, ins.x, ins.y)
+        ids += self.enter_ids(0)          # a frame base for the set-up records below
+        for pc, ins in enumerate(self.instrs):
+            name = ins.op.name
+            if name.startswith("GINIT"):
+                value = ins.x | (ins.y << 32)
+                ids += [pc_token(pc), *value.to_bytes(ins.op.width, "big")]
+            elif name == "DATA":
+                ids += [pc_token(pc), *self.data[ins.sa][1]]
+            elif name == "MEMSIZE":
+                ids += [pc_token(pc), *self.mem_pages.to_bytes(4, "big")]
+        return ids + self.enter_ids(0)
+
+    def enter_ids(self, k):
+        """The record that starts invocation k: the runner appends it after the previous EOS."""
+        return [pc_token(self.invocations[k].enter_pc), *self.fb_root.to_bytes(4, "big")]
+
+
+def _n_imported_funcs(module):
+    return sum(1 for imp in module.imports if imp.kind == "func")
+
+
+def _const_value(module, expr, globals_init):
+    kind, val = expr[0], expr[1]
+    if kind == "const":
+        return val
+    if kind == "global.get":
+        for slot, value, _ in globals_init:
+            if slot == val:
+                return value
+    raise WasmError(f"unsupported constant expression {kind}", 0)
+
+
+class _Ctl:
+    """A control frame of the function being lowered."""
+
+    def __init__(self, kind, base, params=(), results=(), label_pc=None, dead=False):
+        self.kind, self.base, self.params, self.results = kind, base, params, results
+        self.label_pc = label_pc          # loops: the pc a branch jumps back to
+        self.patches = []                 # jumps to the end of the block, patched at `end`
+        self.else_jz = None               # ifs: the JZ that skips the then-branch
+        self.dead = dead                  # the block itself sits in unreachable code
+
+    @property
+    def label_types(self):
+        return self.params if self.kind == "loop" else self.results
+
+
+class _FunctionLowering:
+    def __init__(self, out, module, fn, callees):
+        self.out, self.module, self.fn, self.callees = out, module, fn, callees
+        self.np = len(fn.type.params)
+        self.nl = len(fn.locals)
+        self.local_types = list(fn.type.params) + list(fn.locals)
+        self.types = []       # operand types by height, for reachable code
+
+    def local_slot(self, i):
+        return i - 1 - self.np if i < self.np else i - self.np
+
+    def slot(self, h):
+        return self.nl + h
+
+    def emit(self, name, ins, **kw):
+        self.out.append(MicroInstr(OP[name], src=f"func {self.fn.index} @{ins.offset:#x} {ins.op}", **kw))
+        return len(self.out) - 1
+
+    def move(self, ins, ty, src_slot, dst_slot):
+        self.emit("MOVE64" if self._wide(ty, ins) else "MOVE32", ins, sa=src_slot, sr=dst_slot)
+
+    def branch(self, ins, h, depth, frames, conditional=False):
+        """A (conditional) branch with the operand stack at height h (condition already popped)."""
+        ctl = frames[-1 - depth]
+        arity = len(ctl.label_types)
+        moves = [(h - arity + k, ctl.base + k) for k in range(arity) if h - arity + k != ctl.base + k]
+        if conditional and not moves:
+            at = self.emit("JNZ", ins, sa=self.slot(h))
+        else:
+            skip = self.emit("JZ", ins, sa=self.slot(h)) if conditional else None
+            for src, dst in moves:
+                self.move(ins, self.types[src], self.slot(src), self.slot(dst))
+            at = self.emit("JUMP", ins)
+            if skip is not None:
+                self.out[skip].y = len(self.out)
+        if ctl.kind == "loop":
+            self.out[at].y = ctl.label_pc
+        else:
+            ctl.patches.append(at)
+
+    def do_return(self, ins, h):
+        results = self.fn.type.results
+        for k, ty in enumerate(results):
+            self.move(ins, ty, self.slot(h - len(results) + k), k - 1 - self.np)
+        self.emit("RET", ins)
+
+    def run(self):
+        frames = [_Ctl("func", 0, results=self.fn.type.results)]
+        for ins in self.fn.body:
+            op, h = ins.op, ins.height
+            if op == "end":
+                self.end(frames, ins)
+            elif op == "else":
+                ctl = frames[-1]
+                if not ctl.dead:
+                    if h is not None:
+                        ctl.patches.append(self.emit("JUMP", ins))
+                    self.out[ctl.else_jz].y = len(self.out)
+                    ctl.else_jz = None
+                    del self.types[ctl.base:]
+                    self.types += list(ctl.params)
+            elif h is None:
+                if op in ("block", "loop", "if"):
+                    frames.append(_Ctl(op, 0, dead=True))
+            else:
+                del self.types[h:]
+                self.step(ins, op, h, frames)
+        return self.out
+
+    def end(self, frames, ins):
+        ctl = frames.pop()
+        if ctl.kind == "func":
+            if ins.height is not None:
+                self.do_return(ins, ins.height)
+            return
+        if ctl.dead:
+            return
+        if ctl.else_jz is not None:
+            self.out[ctl.else_jz].y = len(self.out)
+        for at in ctl.patches:
+            self.out[at].y = len(self.out)
+        del self.types[ctl.base:]
+        self.types += list(ctl.results)
+
+    def step(self, ins, op, h, frames):
+        types, slot = self.types, self.slot
+        if op in ("nop", "drop"):
+            return
+        if op in ("block", "loop", "if"):
+            ft = ins.imm[0]
+            if op == "if":
+                h -= 1
+                ctl = _Ctl("if", h - len(ft.params), ft.params, ft.results)
+                ctl.else_jz = self.emit("JZ", ins, sa=slot(h))
+            else:
+                ctl = _Ctl(op, h - len(ft.params), ft.params, ft.results,
+                           label_pc=len(self.out) if op == "loop" else None)
+            frames.append(ctl)
+            return
+        if op == "br":
+            self.branch(ins, h, ins.imm[0], frames)
+        elif op == "br_if":
+            self.branch(ins, h - 1, ins.imm[0], frames, conditional=True)
+        elif op == "return":
+            self.do_return(ins, h)
+        elif op == "unreachable":
+            self.emit("UNREACHABLE", ins)
+        elif op == "call":
+            f = ins.imm[0]
+            ft = self.module.func_types[f]
+            if f < _n_imported_funcs(self.module):
+                raise WasmError("unsupported call to an imported function", ins.offset)
+            self.callees.append((self.emit("CALL", ins, x=slot(h) + 1), f))
+            del types[h - len(ft.params):]
+            types += list(ft.results)
+        elif op == "local.get":
+            i = ins.imm[0]
+            ty = self.local_types[i]
+            wide = self._wide(ty, ins)
+            name = ("LGET" if i >= self.np else "MOVE") + ("64" if wide else "32")
+            self.emit(name, ins, sa=self.local_slot(i), sr=slot(h))
+            types.append(ty)
+        elif op in ("local.set", "local.tee"):
+            i = ins.imm[0]
+            self.move(ins, self.local_types[i], slot(h - 1), self.local_slot(i))
+            if op == "local.set":
+                types.pop()
+        elif op == "global.get":
+            g = ins.imm[0]
+            ty = self.module.global_types[g][0]
+            self.emit("GGET64" if self._wide(ty, ins) else "GGET32", ins, sa=g, sr=slot(h))
+            types.append(ty)
+        elif op == "global.set":
+            g = ins.imm[0]
+            ty = self.module.global_types[g][0]
+            self.emit("GSET64" if self._wide(ty, ins) else "GSET32", ins, sa=slot(h - 1), sr=g)
+            types.pop()
+        elif op == "i32.const":
+            self.emit("CONST32", ins, x=ins.imm[0] & 0xFFFFFFFF, sr=slot(h))
+            types.append("i32")
+        elif op == "i64.const":
+            v = ins.imm[0] & 0xFFFFFFFFFFFFFFFF
+            self.emit("CONST64", ins, x=v & 0xFFFFFFFF, y=v >> 32, sr=slot(h))
+            types.append("i64")
+        elif op in I32_BINARY:
+            self.emit(I32_BINARY[op], ins, sa=slot(h - 2), sr=slot(h - 2))
+            types.pop()
+        elif op in I32_UNARY:
+            self.emit(I32_UNARY[op], ins, sa=slot(h - 1), sr=slot(h - 1))
+        elif op in ("select", "select_t"):
+            name = "SELECT64" if self._wide(types[h - 3], ins) else "SELECT32"
+            self.emit(name, ins, sa=slot(h - 3), sr=slot(h - 3))
+            del types[h - 2:]
+        elif op in LOADS:
+            self.emit(LOADS[op], ins, sa=slot(h - 1), sr=slot(h - 1), x=ins.imm[0][1] if isinstance(ins.imm[0], tuple) else ins.imm[1])
+            types[h - 1] = "i64" if op.startswith("i64") else "i32"
+        elif op in STORES:
+            self.emit(STORES[op], ins, sa=slot(h - 2), x=ins.imm[0][1] if isinstance(ins.imm[0], tuple) else ins.imm[1])
+            del types[h - 2:]
+        elif op == "i32.wrap_i64":
+            self.emit("MOVE32", ins, sa=slot(h - 1), sr=slot(h - 1))
+            types[h - 1] = "i32"
+        elif op == "i64.extend_i32_u":
+            self.emit("MOVE64", ins, sa=slot(h - 1), sr=slot(h - 1))
+            types[h - 1] = "i64"
+        else:
+            raise WasmError(f"unsupported instruction {op}", ins.offset)
+
+    def _wide(self, ty, ins):
+        if ty not in WIDE:
+            raise WasmError(f"unsupported value type {ty}", ins.offset)
+        return WIDE[ty]
+
+
+SPECTEST_GLOBALS = {"global_i32": 666, "global_i64": 666}
+
+
+def lower(module, invocations):
+    """module: a decoded wasm_binary.Module; invocations: [(export name, [(type, value), ...]), ...].
+
+    Returns the Program whose prompt runs invocation 0; `Program.enter_ids(k)` starts invocation k
+    in the same trace, so later calls see the memory and globals earlier calls left behind."""
+    mem_pages = 0
+    if module.memories:
+        mem_pages = module.memories[0][0]
+        if mem_pages > MAX_PAGES:
+            raise WasmError(f"unsupported memory of {mem_pages} pages (at most {MAX_PAGES})", 0)
+    globals_init = []
+    for g, imp in enumerate(i for i in module.imports if i.kind == "global"):
+        if imp.module != "spectest" or imp.name not in SPECTEST_GLOBALS:
+            raise WasmError(f"unsupported global import {imp.module}.{imp.name}", 0)
+        globals_init.append((g, SPECTEST_GLOBALS[imp.name], imp.desc[0]))
+    for gl in module.globals:
+        if gl.type not in WIDE:
+            globals_init.append((len(globals_init), 0, gl.type))
+            continue
+        value = _const_value(module, gl.init, globals_init) & 0xFFFFFFFFFFFFFFFF
+        globals_init.append((len(globals_init), value, gl.type))
+    n_globals = len(globals_init)
+    data = []
+    for memidx, offset_expr, blob in module.data:
+        addr = _const_value(module, offset_expr, globals_init) & 0xFFFFFFFF
+        if addr + len(blob) > mem_pages * 65536:
+            raise WasmError("data segment does not fit: out of bounds memory access", 0)
+        data.append((addr, bytes(blob)))
+
+    fb_root = n_globals + 1
+    instrs, callees, invs = [], [], []
+    for slot, value, ty in globals_init:
+        wide = WIDE.get(ty)
+        if wide is None:
+            continue                      # a float global: never read by integer code
+        instrs.append(MicroInstr(OP["GINIT64" if wide else "GINIT32"], sr=slot,
+                                 x=value & 0xFFFFFFFF, y=value >> 32, src=f"global {slot}"))
+    for i, (addr, blob) in enumerate(data):
+        if blob:
+            instrs.append(MicroInstr(OP["DATA"], sa=i, x=addr, src=f"data segment {i}"))
+    instrs.append(MicroInstr(OP["MEMSIZE"], src="memory"))
+    for k, (name, args) in enumerate(invocations):
+        exp = module.exports.get(name)
+        if exp is None or exp[0] != "func":
+            raise WasmError(f"unknown export {name!r}", 0)
+        ft = module.func_types[exp[1]]
+        if len(args) != len(ft.params) or any(t != p for (t, _), p in zip(args, ft.params)):
+            want = " ".join(ft.params) or "nothing"
+            got = " ".join(t for t, _ in args) or "nothing"
+            raise WasmError(f"{name!r} takes {want}, got {got}", 0)
+        invs.append(Invocation(name, tuple(v for _, v in args), tuple(ft.results), len(instrs)))
+        src = f"invoke {name}"
+        instrs.append(MicroInstr(OP["ENTER"], src=src))
+        if k == 0 and module.start is not None:
+            instrs.append(MicroInstr(OP["CALL"], x=1, src="start"))
+            callees.append((len(instrs) - 1, module.start))
+        for i, (ty, v) in enumerate(args):
+            if ty == "i64":
+                v &= 0xFFFFFFFFFFFFFFFF
+                instrs.append(MicroInstr(OP["CONST64"], sr=i, x=v & 0xFFFFFFFF, y=v >> 32, src=src))
+            elif ty == "i32":
+                instrs.append(MicroInstr(OP["CONST32"], sr=i, x=v & 0xFFFFFFFF, src=src))
+            else:
+                raise WasmError(f"unsupported argument type {ty}", 0)
+        instrs.append(MicroInstr(OP["CALL"], x=len(args) + 1, src=src))
+        callees.append((len(instrs) - 1, exp[1]))
+        nres = len(ft.results)
+        for i, ty in enumerate(ft.results):
+            if ty not in WIDE:
+                raise WasmError(f"unsupported result type {ty}", 0)
+            instrs.append(MicroInstr(OP["RESULT64" if WIDE[ty] else "RESULT32"], sa=i, sr=nres + i, src=src))
+        instrs.append(MicroInstr(OP["HALT"], src=src))
+
+    entry = {}
+    by_index = {f.index: f for f in module.funcs}
+    while callees:
+        at, f = callees.pop()
+        if f not in entry:
+            if f < _n_imported_funcs(module):
+                raise WasmError("unsupported call to an imported function", 0)
+            entry[f] = len(instrs)
+            _FunctionLowering(instrs, module, by_index[f], callees).run()
+        instrs[at].y = entry[f]
+    if len(instrs) > N_PC:
+        raise WasmError(f"unsupported: the program needs {len(instrs)} micro-instructions (at most {N_PC})", 0)
+    names = {idx: name for name, (kind, idx) in module.exports.items() if kind == "func"}
+    return Program(instrs, globals_init, data, mem_pages, fb_root, invs, names)
+
+
+def load_program(wasm_bytes, invocations):
+    return lower(decode_module(wasm_bytes), invocations)
