@@ -600,3 +600,126 @@ class SumHead:
 
     def __len__(self) -> int:
         return self._n
+
+
+# ---- the transformers cache ------------------------------------------------------------------
+import copy as _copy
+
+import torch as _torch
+from transformers.cache_utils import Cache as _Cache
+
+
+class HullLayer:
+    """One layer's heads for every sequence of the batch: a hull per hard-max head, a running sum
+    per sum head, a static hull per cross head. Holds per token only the hull points that are
+    still on a hull (O(t) at worst, for keys that are all hull vertices, e.g. parabolic ones)."""
+    is_compileable = is_sliding = is_linear = is_dummy = False
+    is_croppable = False
+
+    def __init__(self, modes, tie_break):
+        self.modes, self.tie_break = list(modes), tie_break
+        self.seqs = None          # per batch element: list of per-head structures
+        self.length = 0
+
+    @property
+    def is_initialized(self):
+        return self.seqs is not None
+
+    def get_seq_length(self):
+        return self.length
+
+    def get_max_length(self):
+        return -1
+
+    def get_mask_sizes(self, query_length):
+        return self.length + query_length, 0
+
+    def reset(self):
+        self.seqs, self.length = None, 0
+
+    def _new(self):
+        return [SumHead() if m == "sum" else HardmaxHull(self.tie_break) for m in self.modes]
+
+    def set_memory(self, batch, mem_k, mem_v):
+        """Cross heads: build their static hulls once from the memory's keys and values [M, H, 2]."""
+        self.memory = (mem_k.tolist(), mem_v.tolist())
+        self.seqs = None
+
+    def attend(self, q, k, v):
+        """q, k, v: [B, T, H, 2] float64. Inserts each new key, then queries it (causal, self included)."""
+        B, T, H, _ = q.shape
+        if self.seqs is None:
+            self.seqs = [self._new() for _ in range(B)]
+            if "cross" in self.modes:
+                mk, mv = self.memory
+                for heads in self.seqs:
+                    for h, mode in enumerate(self.modes):
+                        if mode == "cross":
+                            heads[h] = StaticHull.from_points([r[h] for r in mk], [r[h] for r in mv], self.tie_break)
+        out = _torch.zeros_like(q)
+        ql, kl, vl = q.tolist(), k.tolist(), v.tolist()
+        res = [[[None] * H for _ in range(T)] for _ in range(B)]
+        for b in range(B):
+            heads = self.seqs[b]
+            for t in range(T):
+                for h, mode in enumerate(self.modes):
+                    s = heads[h]
+                    kk, vv, qq = kl[b][t][h], vl[b][t][h], ql[b][t][h]
+                    if mode == "sum":
+                        s.add(vv[0], vv[1])
+                        res[b][t][h] = s.value()
+                        continue
+                    if mode == "hardmax":
+                        s.insert(kk[0], kk[1], vv[0], vv[1])
+                    res[b][t][h] = s.query(qq[0], qq[1])
+        if H:
+            out = _torch.tensor(res, dtype=q.dtype, device=q.device)
+        self.length += T
+        return out
+
+
+class WasmHullCache(_Cache):
+    """A `Cache` whose layers answer each hard-max query in O(log t) instead of scanning t keys.
+    The model's attention calls `attend`; the dense reference path uses a `DynamicCache`."""
+
+    def __init__(self, config):
+        super().__init__(layers=[HullLayer(m, config.tie_break) for m in config.head_modes])
+
+    def attend(self, layer_idx, q, k, v):
+        return self.layers[layer_idx].attend(q, k, v)
+
+    def get_seq_length(self, layer_idx=0):
+        return self.layers[layer_idx].length if self.layers else 0
+
+    def get_max_length(self):
+        return -1
+
+    def get_mask_sizes(self, query_length, layer_idx=0):
+        return self.get_seq_length(layer_idx) + query_length, 0
+
+    @property
+    def is_initialized(self):
+        return any(l.seqs is not None for l in self.layers)
+
+    def reset(self):
+        for l in self.layers:
+            l.seqs, l.length = None, 0
+
+    def reorder_cache(self, beam_idx):
+        for l in self.layers:
+            if l.seqs is not None:
+                l.seqs = [_copy.deepcopy(l.seqs[i]) for i in beam_idx.tolist()]
+
+    def batch_repeat_interleave(self, repeats):
+        for l in self.layers:
+            if l.seqs is not None:
+                l.seqs = [_copy.deepcopy(s) for s in l.seqs for _ in range(repeats)]
+
+    def batch_select_indices(self, indices):
+        self.reorder_cache(indices)
+
+    def crop(self, max_length):
+        raise NotImplementedError("a hull cannot forget keys; re-run the prompt instead")
+
+    def update(self, *args, **kwargs):
+        raise NotImplementedError("WasmHullCache is used through `attend`, not `update`")
