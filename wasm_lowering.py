@@ -50,6 +50,7 @@ class Invocation:
     args: tuple
     result_types: tuple
     enter_pc: int = 0
+    error: str = ""               # why this invocation cannot run (non-strict lowering only)
 
 
 @dataclass
@@ -116,8 +117,9 @@ class _Ctl:
 
 
 class _FunctionLowering:
-    def __init__(self, out, module, fn, callees):
+    def __init__(self, out, module, fn, callees, supported=None):
         self.out, self.module, self.fn, self.callees = out, module, fn, callees
+        self.supported = supported
         self.np = len(fn.type.params)
         self.nl = len(fn.locals)
         self.local_types = list(fn.type.params) + list(fn.locals)
@@ -130,6 +132,8 @@ class _FunctionLowering:
         return self.nl + h
 
     def emit(self, name, ins, **kw):
+        if self.supported is not None and name not in self.supported:
+            raise WasmError(f"unsupported instruction {ins.op} (not yet computed by the weights)", ins.offset)
         self.out.append(MicroInstr(OP[name], src=f"func {self.fn.index} @{ins.offset:#x} {ins.op}", **kw))
         return len(self.out) - 1
 
@@ -292,8 +296,45 @@ class _FunctionLowering:
 SPECTEST_GLOBALS = {"global_i32": 666, "global_i64": 666}
 
 
-def lower(module, invocations):
+def _stub(instrs, module, k, func, ft, args, entry, by_index, supported):
+    """ENTER, [start], the arguments, CALL, RESULT per result, HALT; then every function the call
+    can reach that is not laid out yet."""
+    src = "invoke"
+    instrs.append(MicroInstr(OP["ENTER"], src=src))
+    callees = []
+    if k == 0 and module.start is not None:
+        instrs.append(MicroInstr(OP["CALL"], x=1, src="start"))
+        callees.append((len(instrs) - 1, module.start))
+    for i, (ty, v) in enumerate(args):
+        if ty == "i64":
+            v &= 0xFFFFFFFFFFFFFFFF
+            instrs.append(MicroInstr(OP["CONST64"], sr=i, x=v & 0xFFFFFFFF, y=v >> 32, src=src))
+        elif ty == "i32":
+            instrs.append(MicroInstr(OP["CONST32"], sr=i, x=v & 0xFFFFFFFF, src=src))
+        else:
+            raise WasmError(f"unsupported argument type {ty}", 0)
+    instrs.append(MicroInstr(OP["CALL"], x=len(args) + 1, src=src))
+    callees.append((len(instrs) - 1, func))
+    nres = len(ft.results)
+    for i, ty in enumerate(ft.results):
+        if ty not in WIDE:
+            raise WasmError(f"unsupported result type {ty}", 0)
+        instrs.append(MicroInstr(OP["RESULT64" if WIDE[ty] else "RESULT32"], sa=i, sr=nres + i, src=src))
+    instrs.append(MicroInstr(OP["HALT"], src=src))
+    while callees:
+        at, f = callees.pop()
+        if f not in entry:
+            if f < _n_imported_funcs(module):
+                raise WasmError("unsupported call to an imported function", 0)
+            entry[f] = len(instrs)
+            _FunctionLowering(instrs, module, by_index[f], callees, supported).run()
+        instrs[at].y = entry[f]
+
+
+def lower(module, invocations, strict=True, supported=None):
     """module: a decoded wasm_binary.Module; invocations: [(export name, [(type, value), ...]), ...].
+    supported: the micro-op names the weights compute (None: all); strict=False turns an invocation
+    that needs anything unsupported into one that stops at once, with `Invocation.error` saying why.
 
     Returns the Program whose prompt runs invocation 0; `Program.enter_ids(k)` starts invocation k
     in the same trace, so later calls see the memory and globals earlier calls left behind."""
@@ -322,7 +363,7 @@ def lower(module, invocations):
         data.append((addr, bytes(blob)))
 
     fb_root = n_globals + 1
-    instrs, callees, invs = [], [], []
+    instrs = []
     for slot, value, ty in globals_init:
         wide = WIDE.get(ty)
         if wide is None:
@@ -333,6 +374,8 @@ def lower(module, invocations):
         if blob:
             instrs.append(MicroInstr(OP["DATA"], sa=i, x=addr, src=f"data segment {i}"))
     instrs.append(MicroInstr(OP["MEMSIZE"], src="memory"))
+    entry, invs = {}, []
+    by_index = {f.index: f for f in module.funcs}
     for k, (name, args) in enumerate(invocations):
         exp = module.exports.get(name)
         if exp is None or exp[0] != "func":
@@ -342,44 +385,24 @@ def lower(module, invocations):
             want = " ".join(ft.params) or "nothing"
             got = " ".join(t for t, _ in args) or "nothing"
             raise WasmError(f"{name!r} takes {want}, got {got}", 0)
-        invs.append(Invocation(name, tuple(v for _, v in args), tuple(ft.results), len(instrs)))
-        src = f"invoke {name}"
-        instrs.append(MicroInstr(OP["ENTER"], src=src))
-        if k == 0 and module.start is not None:
-            instrs.append(MicroInstr(OP["CALL"], x=1, src="start"))
-            callees.append((len(instrs) - 1, module.start))
-        for i, (ty, v) in enumerate(args):
-            if ty == "i64":
-                v &= 0xFFFFFFFFFFFFFFFF
-                instrs.append(MicroInstr(OP["CONST64"], sr=i, x=v & 0xFFFFFFFF, y=v >> 32, src=src))
-            elif ty == "i32":
-                instrs.append(MicroInstr(OP["CONST32"], sr=i, x=v & 0xFFFFFFFF, src=src))
-            else:
-                raise WasmError(f"unsupported argument type {ty}", 0)
-        instrs.append(MicroInstr(OP["CALL"], x=len(args) + 1, src=src))
-        callees.append((len(instrs) - 1, exp[1]))
-        nres = len(ft.results)
-        for i, ty in enumerate(ft.results):
-            if ty not in WIDE:
-                raise WasmError(f"unsupported result type {ty}", 0)
-            instrs.append(MicroInstr(OP["RESULT64" if WIDE[ty] else "RESULT32"], sa=i, sr=nres + i, src=src))
-        instrs.append(MicroInstr(OP["HALT"], src=src))
-
-    entry = {}
-    by_index = {f.index: f for f in module.funcs}
-    while callees:
-        at, f = callees.pop()
-        if f not in entry:
-            if f < _n_imported_funcs(module):
-                raise WasmError("unsupported call to an imported function", 0)
-            entry[f] = len(instrs)
-            _FunctionLowering(instrs, module, by_index[f], callees).run()
-        instrs[at].y = entry[f]
+        inv = Invocation(name, tuple(v for _, v in args), tuple(ft.results), len(instrs))
+        invs.append(inv)
+        mark, known = len(instrs), dict(entry)
+        try:
+            _stub(instrs, module, k, exp[1], ft, args, entry, by_index, supported)
+        except WasmError as e:
+            if strict:
+                raise
+            del instrs[mark + 1:]                       # keep ENTER + HALT: a stub that just stops
+            instrs.append(MicroInstr(OP["HALT"], src=f"invoke {name}"))
+            entry.clear()
+            entry.update(known)
+            inv.error = str(e)
     if len(instrs) > N_PC:
         raise WasmError(f"unsupported: the program needs {len(instrs)} micro-instructions (at most {N_PC})", 0)
     names = {idx: name for name, (kind, idx) in module.exports.items() if kind == "func"}
     return Program(instrs, globals_init, data, mem_pages, fb_root, invs, names)
 
 
-def load_program(wasm_bytes, invocations):
-    return lower(decode_module(wasm_bytes), invocations)
+def load_program(wasm_bytes, invocations, strict=True, supported=None):
+    return lower(decode_module(wasm_bytes), invocations, strict, supported)
