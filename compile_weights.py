@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import save_file
 
+from compiler import tables
 from compiler.machine import Machine
 from compiler.weights import compile_graph
 
@@ -26,6 +27,7 @@ def build():
     machine = Machine()
     config, tensors, names = compile_graph(machine.g, machine.logits())
     config["supported_micro_ops"] = sorted(machine.supported)
+    config["memory_ids"] = tables.memory_ids()
     return config, tensors, names
 
 
@@ -47,7 +49,10 @@ def write(out_dir="."):
     full = {"architectures": ["WasmForCausalLM"], "auto_map": AUTO_MAP, "model_type": "wasm_transformer",
             "dtype": "float64", "tie_word_embeddings": False, "pad_token_id": config["eos_token_id"],
             "transformers_version": "5.24.0", **config}
-    (out / "config.json").write_text(json.dumps(full, indent=1) + "\n")
+    memory = full.pop("memory_ids")
+    text = json.dumps(full, indent=1)
+    text = text[:-2] + ',\n "memory_ids": ' + json.dumps(memory, separators=(",", ":")) + "\n}"
+    (out / "config.json").write_text(text + "\n")
     gen = {"do_sample": False, "eos_token_id": config["eos_token_id"], "pad_token_id": config["eos_token_id"],
            "max_new_tokens": 10_000_000, "transformers_version": "5.24.0"}
     (out / "generation_config.json").write_text(json.dumps(gen, indent=1) + "\n")

@@ -640,22 +640,16 @@ class HullLayer:
     def _new(self):
         return [SumHead() if m == "sum" else HardmaxHull(self.tie_break) for m in self.modes]
 
-    def set_memory(self, batch, mem_k, mem_v):
-        """Cross heads: build their static hulls once from the memory's keys and values [M, H, 2]."""
-        self.memory = (mem_k.tolist(), mem_v.tolist())
-        self.seqs = None
-
-    def attend(self, q, k, v):
-        """q, k, v: [B, T, H, 2] float64. Inserts each new key, then queries it (causal, self included)."""
+    def attend(self, q, k, v, static=None):
+        """q, k, v: [B, T, H, 2] float64. Inserts each new key, then queries it (causal, self
+        included); cross heads query `static`, their read-only hulls over the memory."""
         B, T, H, _ = q.shape
         if self.seqs is None:
             self.seqs = [self._new() for _ in range(B)]
-            if "cross" in self.modes:
-                mk, mv = self.memory
-                for heads in self.seqs:
-                    for h, mode in enumerate(self.modes):
-                        if mode == "cross":
-                            heads[h] = StaticHull.from_points([r[h] for r in mk], [r[h] for r in mv], self.tie_break)
+            for heads in self.seqs:
+                for h, mode in enumerate(self.modes):
+                    if mode == "cross":
+                        heads[h] = static[h]
         out = _torch.zeros_like(q)
         ql, kl, vl = q.tolist(), k.tolist(), v.tolist()
         res = [[[None] * H for _ in range(T)] for _ in range(B)]
@@ -684,9 +678,16 @@ class WasmHullCache(_Cache):
 
     def __init__(self, config):
         super().__init__(layers=[HullLayer(m, config.tie_break) for m in config.head_modes])
+        self.tie_break = config.tie_break
 
-    def attend(self, layer_idx, q, k, v):
-        return self.layers[layer_idx].attend(q, k, v)
+    def attend(self, layer_idx, q, k, v, static=None):
+        return self.layers[layer_idx].attend(q, k, v, static)
+
+    def static_hulls(self, modes, mem_k, mem_v):
+        """Read-only hulls for a layer's cross heads over the memory keys/values [M, H, 2]."""
+        mk, mv = mem_k.tolist(), mem_v.tolist()
+        return {h: StaticHull.from_points([r[h] for r in mk], [r[h] for r in mv], self.tie_break)
+                for h, mode in enumerate(modes) if mode == "cross"}
 
     def get_seq_length(self, layer_idx=0):
         return self.layers[layer_idx].length if self.layers else 0
@@ -708,12 +709,14 @@ class WasmHullCache(_Cache):
     def reorder_cache(self, beam_idx):
         for l in self.layers:
             if l.seqs is not None:
-                l.seqs = [_copy.deepcopy(l.seqs[i]) for i in beam_idx.tolist()]
+                l.seqs = [[s if m == "cross" else _copy.deepcopy(s) for s, m in zip(l.seqs[i], l.modes)]
+                          for i in beam_idx.tolist()]
 
     def batch_repeat_interleave(self, repeats):
         for l in self.layers:
             if l.seqs is not None:
-                l.seqs = [_copy.deepcopy(s) for s in l.seqs for _ in range(repeats)]
+                l.seqs = [[x if m == "cross" else _copy.deepcopy(x) for x, m in zip(s, l.modes)]
+                          for s in l.seqs for _ in range(repeats)]
 
     def batch_select_indices(self, indices):
         self.reorder_cache(indices)

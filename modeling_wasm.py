@@ -52,6 +52,18 @@ def dense_attention(modes, tie_break, q, K, V, past, mem=None):
     return out
 
 
+class _Memory:
+    """The memory rows' token ids with what embedding them needs."""
+
+    def __init__(self, ids, embed_tokens, embed_positions, features):
+        self.ids, self.features = ids, features
+        self.embed_tokens, self.embed_positions = embed_tokens, embed_positions
+        self.shape = ids.shape
+
+    def data_ptr(self):
+        return self.ids.data_ptr()
+
+
 class WasmAttention(nn.Module):
     def __init__(self, config, layer_idx):
         super().__init__()
@@ -63,24 +75,41 @@ class WasmAttention(nn.Module):
         self.v_proj = nn.Linear(d, 2 * H, bias=True)
         self.o_proj = nn.Linear(2 * H, d, bias=True)
 
-    def forward(self, x, cache, past, memory_states=None):
+    def memory_kv(self, memory):
+        """Keys and values of the memory rows, [M, H, 2] each, computed once per memory. Uses
+        k_proj(E[m] + i P_t + i^2 P_t2) = (E k_proj^T)[m] + i k_proj(P_t) + i^2 k_proj(P_t2) + b,
+        exact because every quantity is an integer below 2**53."""
+        key = (memory.data_ptr(), memory.shape[0])
+        cached = getattr(self, "_memory_kv", None)
+        if cached is None or cached[0] != key:
+            emb, pos = memory.embed_tokens.weight, memory.embed_positions.weight
+            feats = memory.features
+            i = torch.arange(memory.shape[0], dtype=emb.dtype, device=emb.device)[:, None]
+            out = []
+            for proj in (self.k_proj, self.v_proj):
+                rows = (emb @ proj.weight.T)[memory.ids] + proj.bias
+                for f, feat in enumerate(feats):
+                    rows = rows + (i if feat == "t" else i * i) * (proj.weight @ pos[f])
+                out.append(rows.view(-1, self.n_heads, 2))
+            self._memory_kv = (key, out[0], out[1], {})
+        return self._memory_kv
+
+    def forward(self, x, cache, past, memory=None):
         if not self.n_heads:
             return self.o_proj.bias.expand_as(x)
         B, T, _ = x.shape
         q = self.q_proj(x).view(B, T, self.n_heads, 2)
         k = self.k_proj(x).view(B, T, self.n_heads, 2)
         v = self.v_proj(x).view(B, T, self.n_heads, 2)
-        mem = None
+        mem, static = None, None
         if "cross" in self.modes:
-            y = memory_states                                                    # [B, M, d]
-            mk = self.k_proj(y).view(B, -1, self.n_heads, 2)
-            mv = self.v_proj(y).view(B, -1, self.n_heads, 2)
-            mem = {h: (mk[:, :, h], mv[:, :, h]) for h in range(self.n_heads)}
+            _, mk, mv, static = self.memory_kv(memory)
+            mem = {h: (mk[None, :, h].expand(B, -1, -1), mv[None, :, h].expand(B, -1, -1))
+                   for h in range(self.n_heads)}
+            if isinstance(cache, WasmHullCache) and not static:
+                static.update(cache.static_hulls(self.modes, mk, mv))
         if isinstance(cache, WasmHullCache):
-            layer = cache.layers[self.layer_idx]
-            if mem is not None and layer.seqs is None:
-                layer.set_memory(B, mk[0], mv[0])
-            out = cache.attend(self.layer_idx, q, k, v)
+            out = cache.attend(self.layer_idx, q, k, v, static)
         else:
             K, V = k.transpose(1, 2), v.transpose(1, 2)                          # [B, H, T, 2]
             if cache is not None:
@@ -107,8 +136,8 @@ class WasmDecoderLayer(nn.Module):
         self.self_attn = WasmAttention(config, layer_idx)
         self.mlp = WasmMLP(config, layer_idx)
 
-    def forward(self, x, cache, past, memory_states=None):
-        x = x + self.self_attn(x, cache, past, memory_states)     # every head reads the same x
+    def forward(self, x, cache, past, memory=None):
+        x = x + self.self_attn(x, cache, past, memory)     # every head reads the same x
         return x + self.mlp(x)
 
 
@@ -144,14 +173,22 @@ class WasmModel(WasmPreTrainedModel):
         past = cache.get_seq_length() if cache is not None else 0
         positions = torch.arange(past, past + T, device=input_ids.device)[None].expand(B, T)
         x = self.embed(input_ids, positions)
-        memory_states = None
-        if any("cross" in m for m in self.config.head_modes):
-            mem = memory_ids if memory_ids is not None else torch.tensor([self.config.memory_ids], device=x.device)
-            mem = mem.expand(B, -1)
-            memory_states = self.embed(mem, torch.arange(mem.shape[1], device=x.device)[None].expand_as(mem))
+        memory = self.memory(memory_ids)
         for layer in self.layers:
-            x = layer(x, cache, past, memory_states)
+            x = layer(x, cache, past, memory)
         return x
+
+    def memory(self, memory_ids=None):
+        """The cross-attention memory: the constant tables of config.memory_ids unless given."""
+        if not any("cross" in m for m in self.config.head_modes):
+            return None
+        if memory_ids is None:
+            if getattr(self, "_memory_ids", None) is None:
+                self._memory_ids = torch.tensor(self.config.memory_ids, device=self.embed_tokens.weight.device)
+            ids = self._memory_ids
+        else:
+            ids = torch.as_tensor(memory_ids, device=self.embed_tokens.weight.device).reshape(-1)
+        return _Memory(ids, self.embed_tokens, self.embed_positions, self.config.position_features)
 
 
 class WasmForCausalLM(WasmPreTrainedModel, GenerationMixin):
@@ -163,7 +200,10 @@ class WasmForCausalLM(WasmPreTrainedModel, GenerationMixin):
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=True)
         self.post_init()
 
-    def forward(self, input_ids=None, cache=None, use_cache=None, logits_to_keep=0, memory_ids=None, **kwargs):
+    def forward(self, input_ids=None, cache=None, use_cache=None, logits_to_keep=0, memory_ids=None,
+                attention_mask=None, **kwargs):
+        # attention_mask is accepted for tokenizer/pipeline compatibility and ignored: prompts are
+        # never padded (one program per row, causal attention over the whole row)
         cache = cache if cache is not None else kwargs.get("past_key_values")
         if cache is None and use_cache:
             cache = DynamicCache()

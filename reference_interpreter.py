@@ -18,30 +18,26 @@ def _ctz(v):
     return 32 if v == 0 else (v & -v).bit_length() - 1
 
 
-def _alu(name, a, b):
-    """i32 binary and unary operators; returns the result or the name of a trap."""
-    sa, sb = _s32(a), _s32(b)
-    if name in ("DIV_S", "DIV_U", "REM_S", "REM_U") and b == 0:
+def _alu(name, a, b, c):
+    """Value micro-ops on u32 operands; returns the result or the name of a trap."""
+    sa, sb, sc = _s32(a), _s32(b), _s32(c)
+    if name == "DIV_U" and b == 0:
         return "integer divide by zero"
     table = {
-        "ADD": lambda: (a + b) & M32, "SUB": lambda: (a - b) & M32, "MUL": lambda: (a * b) & M32,
-        "DIV_U": lambda: a // b, "REM_U": lambda: a % b,
-        "DIV_S": lambda: "integer overflow" if (sa, sb) == (-1 << 31, -1) else
-        (abs(sa) // abs(sb) * (1 if (sa < 0) == (sb < 0) else -1)) & M32,
-        "REM_S": lambda: (abs(sa) % abs(sb) * (1 if sa >= 0 else -1)) & M32,
+        "ADD": lambda: a + b, "SUB": lambda: a - b, "MUL": lambda: a * b, "DIV_U": lambda: a // b,
         "AND": lambda: a & b, "OR": lambda: a | b, "XOR": lambda: a ^ b,
-        "SHL": lambda: (a << (b & 31)) & M32, "SHR_U": lambda: a >> (b & 31),
-        "SHR_S": lambda: (sa >> (b & 31)) & M32,
-        "ROTL": lambda: ((a << (b & 31)) | (a >> ((32 - (b & 31)) & 31))) & M32,
-        "ROTR": lambda: ((a >> (b & 31)) | (a << ((32 - (b & 31)) & 31))) & M32,
         "EQ": lambda: int(a == b), "NE": lambda: int(a != b),
         "LT_S": lambda: int(sa < sb), "LT_U": lambda: int(a < b), "GT_S": lambda: int(sa > sb),
         "GT_U": lambda: int(a > b), "LE_S": lambda: int(sa <= sb), "LE_U": lambda: int(a <= b),
         "GE_S": lambda: int(sa >= sb), "GE_U": lambda: int(a >= b),
         "EQZ": lambda: int(a == 0), "CLZ": lambda: _clz(a), "CTZ": lambda: _ctz(a),
         "POPCNT": lambda: bin(a).count("1"),
+        "POW2": lambda: 1 << (a & 31), "POW2N": lambda: 1 << ((32 - (a & 31)) & 31),
+        "ABS": lambda: abs(sa), "CNOT": lambda: ~a if sa < 0 else a, "SFIX": lambda: ~c if sa < 0 else c,
+        "SIGNFIX": lambda: -c if (sa < 0) != (sb < 0) else c,
+        "SIGNA": lambda: -c if sa < 0 else c, "MSUB": lambda: a - b * c,
     }
-    return table[name]()
+    return table[name]() & M32
 
 
 LOAD_WIDTH = {"LOAD32": 4, "LOAD8_S": 1, "LOAD8_U": 1, "LOAD16_S": 2, "LOAD16_U": 2, "LOAD64": 8}
@@ -111,7 +107,7 @@ class ReferenceMachine:
                     if name.endswith("_S") and v >> (8 * w - 1):
                         v -= 1 << (8 * w)
             else:
-                v = _alu(name, a & M32, b & M32)
+                v = _alu(name, a & M32, b & M32, c & M32)
                 if isinstance(v, str):
                     trap = v
             if trap is None:
@@ -147,6 +143,11 @@ class ReferenceMachine:
         elif name in ("JZ", "JNZ"):
             taken = ((a & M32) == 0) == (name == "JZ")
             return (ins.y if taken else pc + 1), [], False
+        elif name == "CHKOVF":
+            if (a & M32, b & M32) == (0x80000000, 0xFFFFFFFF):
+                trap = "integer overflow"
+            else:
+                return pc + 1, [], False
         elif name == "UNREACHABLE":
             trap = "wasm `unreachable` instruction executed"
         elif name == "HALT":

@@ -53,7 +53,7 @@ def run_program(a):
     session = runner.session(wasm, [(func, args)])
     outcome = session.run(0, a.max_new_tokens)
     if a.dump_tokens:
-        Path(a.dump_tokens).write_text(json.dumps({"memory_ids": [], "prompt_ids": session.prompt,
+        Path(a.dump_tokens).write_text(json.dumps({"memory_ids": runner.model.config.memory_ids, "prompt_ids": session.prompt,
                                                    "generated_ids": outcome.generated}))
     if a.trace:
         from tokenization_wasm import WasmTokenizer

@@ -20,13 +20,27 @@ except ImportError:  # loaded as a plain module
     from wasm_vocab import INSTR_LEN, MAX_PAGES, N_PC, OP, instr_tokens, pc_token
 
 I32_BINARY = {
-    "i32.add": "ADD", "i32.sub": "SUB", "i32.mul": "MUL", "i32.div_s": "DIV_S", "i32.div_u": "DIV_U",
-    "i32.rem_s": "REM_S", "i32.rem_u": "REM_U", "i32.and": "AND", "i32.or": "OR", "i32.xor": "XOR",
-    "i32.shl": "SHL", "i32.shr_s": "SHR_S", "i32.shr_u": "SHR_U", "i32.rotl": "ROTL", "i32.rotr": "ROTR",
+    "i32.add": "ADD", "i32.sub": "SUB", "i32.mul": "MUL", "i32.and": "AND", "i32.or": "OR", "i32.xor": "XOR",
     "i32.eq": "EQ", "i32.ne": "NE", "i32.lt_s": "LT_S", "i32.lt_u": "LT_U", "i32.gt_s": "GT_S",
     "i32.gt_u": "GT_U", "i32.le_s": "LE_S", "i32.le_u": "LE_U", "i32.ge_s": "GE_S", "i32.ge_u": "GE_U",
 }
 I32_UNARY = {"i32.eqz": "EQZ", "i32.clz": "CLZ", "i32.ctz": "CTZ", "i32.popcnt": "POPCNT"}
+# i32 operators that run as a few micro-instructions: (op, a slot, b slot, c slot, result slot) with
+# slots relative to the first operand (a = +0, b = +1; +2.. are free scratch slots above them)
+I32_SEQUENCES = {
+    "i32.div_u": [("DIV_U", 0, 0)],
+    "i32.rem_u": [("DIV_U", 0, 2), ("MSUB", 0, 0)],
+    "i32.div_s": [("CHKOVF", 0, 0), ("ABS", 0, 2), ("ABS", 1, 3), ("DIV_U", 2, 2), ("SIGNFIX", 0, 0)],
+    "i32.rem_s": [("ABS", 0, 2), ("ABS", 1, 3), ("DIV_U", 2, 4), ("MSUB", 2, 2), ("SIGNA", 0, 0)],
+    "i32.shl": [("POW2", 1, 1), ("MUL", 0, 0)],
+    "i32.shr_u": [("POW2", 1, 1), ("DIV_U", 0, 0)],
+    "i32.shr_s": [("CNOT", 0, 2), ("POW2", 1, 3), ("DIV_U", 2, 2), ("SFIX", 0, 0)],
+    # rotl a s = (a << s) | (a >> ((32 - s) mod 32)), the two halves being disjoint unless s == 0
+    "i32.rotl": [("POW2N", 1, 3), ("MOVE32", 0, 2), ("DIV_U", 2, 2), ("POW2", 1, 1), ("MUL", 0, 0),
+                 ("MOVE32", 2, 1), ("OR", 0, 0)],
+    "i32.rotr": [("POW2", 1, 3), ("MOVE32", 0, 2), ("DIV_U", 2, 2), ("POW2N", 1, 1), ("MUL", 0, 0),
+                 ("MOVE32", 2, 1), ("OR", 0, 0)],
+}
 LOADS = {"i32.load": "LOAD32", "i32.load8_s": "LOAD8_S", "i32.load8_u": "LOAD8_U",
          "i32.load16_s": "LOAD16_S", "i32.load16_u": "LOAD16_U", "i64.load": "LOAD64"}
 STORES = {"i32.store": "STORE32", "i32.store8": "STORE8", "i32.store16": "STORE16", "i64.store": "STORE64",
@@ -263,6 +277,11 @@ class _FunctionLowering:
             v = ins.imm[0] & 0xFFFFFFFFFFFFFFFF
             self.emit("CONST64", ins, x=v & 0xFFFFFFFF, y=v >> 32, sr=slot(h))
             types.append("i64")
+        elif op in I32_SEQUENCES:
+            base = slot(h - 2)
+            for name, a, r in I32_SEQUENCES[op]:
+                self.emit(name, ins, sa=base + a, sr=base + r)
+            types.pop()
         elif op in I32_BINARY:
             self.emit(I32_BINARY[op], ins, sa=slot(h - 2), sr=slot(h - 2))
             types.pop()

@@ -75,6 +75,7 @@ class MicroOp:
 
 _SPECS = [
     ("HALT", "jump", 0), ("UNREACHABLE", "jump", 0),
+    ("CHKOVF", "jump", 0),        # traps "integer overflow" if a == INT32_MIN and b == -1
     ("JUMP", "jump", 0), ("JZ", "jump", 0), ("JNZ", "jump", 0),          # a = condition, y = target
     ("STORE8", "store", 1), ("STORE16", "store", 2), ("STORE32", "store", 4), ("STORE64", "store", 8),
     ("ENTER", "frame", 4),        # prompt only: the root frame base
@@ -93,10 +94,17 @@ _SPECS = [
     ("LT_S", "value", 4), ("LT_U", "value", 4), ("GT_S", "value", 4), ("GT_U", "value", 4),
     ("LE_S", "value", 4), ("LE_U", "value", 4), ("GE_S", "value", 4), ("GE_U", "value", 4),
     ("EQZ", "value", 4), ("SELECT32", "value", 4),
-    ("MUL", "value", 4), ("DIV_S", "value", 4), ("DIV_U", "value", 4), ("REM_S", "value", 4), ("REM_U", "value", 4),
-    ("AND", "value", 4), ("OR", "value", 4), ("XOR", "value", 4),
-    ("SHL", "value", 4), ("SHR_S", "value", 4), ("SHR_U", "value", 4), ("ROTL", "value", 4), ("ROTR", "value", 4),
+    ("MUL", "value", 4), ("AND", "value", 4), ("OR", "value", 4), ("XOR", "value", 4),
     ("CLZ", "value", 4), ("CTZ", "value", 4), ("POPCNT", "value", 4),
+    ("POW2", "value", 4),         # 2 ** (a mod 32)
+    ("POW2N", "value", 4),        # 2 ** ((32 - a) mod 32)
+    ("ABS", "value", 4),          # |a| (signed a), as u32
+    ("CNOT", "value", 4),         # a < 0 ? ~a : a
+    ("SFIX", "value", 4),         # a < 0 ? ~c : c
+    ("SIGNFIX", "value", 4),      # (a < 0) != (b < 0) ? -c : c
+    ("SIGNA", "value", 4),        # a < 0 ? -c : c
+    ("MSUB", "value", 4),         # a - b * c            (never negative where it is used)
+    ("DIV_U", "value", 4),        # a / b, quotient bytes by long division; traps if b == 0
     # 8-byte values
     ("CONST64", "value", 8), ("GINIT64", "value", 8),
     ("MOVE64", "value", 8), ("LGET64", "value", 8), ("GGET64", "value", 8), ("GSET64", "value", 8),

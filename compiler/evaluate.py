@@ -4,12 +4,16 @@ It checks that every quantity stays an integer below 2**53, so the float64 weigh
 exactly, and that the graph's argmax reproduces the reference trace. A disagreement with the
 reference points at the graph; agreement here but not in the transformer points at the weights.
 """
+import numpy as np
+
 LIMIT = 1 << 53
 
 
 class GraphEvaluator:
-    def __init__(self, g, logits):
+    def __init__(self, g, logits, memory_ids=()):
         self.g = g
+        self.memory_ids = list(memory_ids)
+        self.mem_kv = {}
         self.logit_items = sorted(logits.items())
         self.order = []
         for l in range(1, g.n_layers + 1):
@@ -36,6 +40,9 @@ class GraphEvaluator:
             for heads, neurons in self.order:
                 outs = []
                 for h in heads:
+                    if h.mode == "cross":
+                        outs.append((h, self.cross(h, (ev(h.q[0], x), ev(h.q[1], x)))))
+                        continue
                     k = (ev(h.k[0], x), ev(h.k[1], x))
                     v = (ev(h.v[0], x), ev(h.v[1], x))
                     kv[id(h)].append((k, v))
@@ -56,7 +63,9 @@ class GraphEvaluator:
                     self._small(gate, n.out.name)
                     if gate > 0:
                         self._small(up, n.out.name)
-                        acc[n.out.index] = acc.get(n.out.index, 0) + n.coef * gate * up
+                        term = n.coef * gate * up
+                        self._small(term, n.out.name + " (one neuron's contribution)")
+                        acc[n.out.index] = acc.get(n.out.index, 0) + term
                 for i, v in acc.items():
                     x[i] += v
             for i, v in enumerate(x):
@@ -70,6 +79,27 @@ class GraphEvaluator:
                 self._small(best, "logit")
                 preds.append(arg)
         return preds
+
+    def cross(self, h, q):
+        """Hard-max over the constant memory rows (exact int64 arithmetic; values are < 2**53)."""
+        if id(h) not in self.mem_kv:
+            rows = []
+            for i, tok in enumerate(self.memory_ids):
+                x = [0] * len(self.g.dims)
+                for dim, fn in self.g.embeds:
+                    x[dim.index] = fn(tok)
+                for dim, feat in self.g.positions:
+                    x[dim.index] = i if feat == "t" else i * i
+                rows.append([self.ev(e, x) for e in (*h.k, *h.v)])
+            arr = np.array(rows, dtype=np.int64)
+            self.mem_kv[id(h)] = arr
+        arr = self.mem_kv[id(h)]
+        for v in q:
+            self._small(v, h.name)
+        s = arr[:, 0] * q[0] + arr[:, 1] * q[1]
+        self._small(int(np.abs(s).max()), h.name)
+        j = len(s) - 1 - int(np.argmax(s[::-1] == s.max()))
+        return int(arr[j, 2]), int(arr[j, 3])
 
     @staticmethod
     def _small(v, what):

@@ -18,7 +18,7 @@ from . import alu
 from .graph import Graph, lin
 from .primitives import GATE, both, equals, gated, member, step, tent_neurons, when
 
-BIG = 1 << 44         # logit bias of the token class to emit
+BIG = 1 << 50         # logit bias of the token class to emit (traps: 2 BIG)
 KEY_OFF = 1 << 40     # key penalty for tokens that are not writers of the kind a head looks for
 MEM_KEY_OFF = 1 << 50
 WINDOW = INSTR_LEN - 1
@@ -83,6 +83,7 @@ class Machine:
         self.whi = gated(g, "wr.hi", [o[8]], self.W4)
         self.wlo16 = g.ffn("wr.lo16", [(1, o[4], be([w[3], w[4]])), (1, o[8], be([w[7], w[8]]))])
         self.wlo8 = g.ffn("wr.lo8", [(1, o[4], w[4]), (1, o[8], w[8])])
+        self.wbytes = [self.wlo8] + [g.ffn(f"wr.byte{k}", [(1, o[4], w[4 - k]), (1, o[8], w[8 - k])]) for k in (1, 2, 3)]
         sign = g.ffn("wr.sign", [(1, w[1] - 127 + when(o[4]), 1), (-1, w[1] - 128 + when(o[4]), 1),
                                  (1, w[5] - 127 + when(o[8]), 1), (-1, w[5] - 128 + when(o[8]), 1)])
         self.wslo = self.wlo - (1 << 32) * sign
@@ -90,7 +91,6 @@ class Machine:
         # (zero inside the program records, so the frame base is sane everywhere)
         self.wfb = g.ffn("wr.fb", [(1, o[4] + self.in_pc - 1, self.W4),
                                    (1, o[6] + self.in_pc - 1, be(w[c] for c in range(3, 7)))])
-        self.hdr_sq = g.ffn("wr.hdr_sq", [(1, self.wfb - 1, self.wfb - 1)])
 
     # ---- layer 3: the micro-instruction ---------------------------------------------------
     def fetch(self):
@@ -147,8 +147,13 @@ class Machine:
             "opa", self.A_a, (self.wlo, self.whi), (self.wslo, self.wlo16), (self.t, self.A_r))
         (self.b_lo, self.b_hi), (self.b_slo, self.b_lo16), (self.b_lo8, _) = read(
             "opb", self.A_a + 1, (self.wlo, self.whi), (self.wslo, self.wlo16), (self.wlo8, 0))
-        ((self.c_lo, _),) = read("opc", self.A_a + 2, (self.wlo, 0))
-        kh = (2 * (self.wfb - 1), -self.hdr_sq - KEY_OFF * (1 - self.wr_hdr))
+        ((self.c_lo, self.c_slo),) = read("opc", self.A_a + 2, (self.wlo, self.wslo))
+        wb = self.wbytes
+        self.a_bytes = [x for pair in read("opa.bytes", self.A_a, (wb[0], wb[1]), (wb[2], wb[3])) for x in pair]
+        self.b_bytes = [x for pair in read("opb.bytes", self.A_a + 1, (wb[0], wb[1]), (wb[2], wb[3])) for x in pair]
+        # (the square only where a header is written: elsewhere wfb may be any 32-bit value)
+        hdr_sq = g.ffn("wr.hdr_sq", [(1, self.wfb - 1 + when(self.wr_hdr), self.wfb - 1)])
+        kh = (2 * (self.wfb - 1), -hdr_sq - KEY_OFF * (1 - self.wr_hdr))
         qh = (self.fb - 1, 1)
         self.h_fb, self.h_pc = g.head("header", "hardmax", q=qh, k=kh, v=(self.wfb - self.x, self.rec_pc))
         self.h_t, _ = g.head("header.t", "hardmax", q=qh, k=kh, v=(self.t, 0))
@@ -198,7 +203,7 @@ class Machine:
         # payload bytes of values, stores and frame records: floor((X - prefix) / B)
         payload_ops = {}
         for m in MICRO_OPS:
-            if m.kind in ("value", "store", "frame") and m.name != "ENTER":
+            if m.kind in ("value", "store", "frame") and m.name not in ("ENTER", "DIV_U"):
                 payload_ops.setdefault(m.width, []).append(m.code)
         for n, codes in payload_ops.items():
             grp = self._m(f"op.payload{n}", codes)
@@ -209,7 +214,7 @@ class Machine:
                 first = 0 if hi else max(0, n - 4)
                 top = (n - 5) if hi else (n - 1)
                 prefix = sum((w[j + 1] * 256 ** (top - j) for j in range(first, i)), lin(0))
-                X = self.X_hi if hi else self.X_lo
+                X = self.X_hi if hi else self.X_lo - (1 << 32) * self.X_wraps
                 A_terms.append((1, role, X - prefix))
                 roles_B.append(role * 256 ** (top - i))
         # loads: each payload byte is a memory byte, a sign byte or zero
@@ -227,8 +232,12 @@ class Machine:
                     s = wbytes - 1
                     A_terms += [(255, self.mb[s] - 127 + when(role, self.mvalid[s]), 1),
                                 (-255, self.mb[s] - 128 + when(role, self.mvalid[s]), 1)]
-        self.A = g.ffn("emit.A", A_terms)
-        self.B = sum(roles_B, lin(0))
+        # DIV_U: quotient bytes by long division, floor(A / b)
+        div_roles = [both(g, f"emit.role.DIV_U.{i}", f["DIV_U"], o[i], ok) for i in range(4)]
+        byte_roles += div_roles
+        dA, dB = alu.division_terms(self, div_roles)
+        self.A = g.ffn("emit.A", A_terms + dA)
+        self.B = sum(roles_B, lin(0)) + g.ffn("emit.B", dB)
         self.emit_byte = sum(byte_roles, lin(0))
         # the next pc, at the end of a record
         ends = {}
@@ -254,6 +263,7 @@ class Machine:
         self.traps["wasm `unreachable` instruction executed"] = both(g, "trap.unreachable", f["UNREACHABLE"], o[0], ok)
         self.traps["out of bounds memory access"] = self.t_oob
         self.traps["call stack exhausted"] = self.t_stack
+        self.traps["integer overflow"] = both(g, "trap.overflow", *self.overflow_parts, f["CHKOVF"], o[0], ok)
         for name, flag in self.alu_traps.items():
             self.traps[name] = self.traps[name] + flag
 
