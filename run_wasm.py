@@ -13,7 +13,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from wasm_binary import WasmError, decode_module
+from wasm_binary import decode_module
+from wasm_lowering import InvocationError
 
 
 def pick_function(module, name):
@@ -23,9 +24,9 @@ def pick_function(module, name):
             return "run"
         if len(funcs) == 1:
             return funcs[0]
-        raise WasmError(f"several exports, pick one with --invoke: {', '.join(funcs) or 'none'}", 0)
+        raise InvocationError(f"several exports, pick one with --invoke: {', '.join(funcs) or 'none'}")
     if name not in funcs:
-        raise WasmError(f"unknown export {name!r} (exports: {', '.join(funcs) or 'none'})", 0)
+        raise InvocationError(f"unknown export {name!r} (exported functions: {', '.join(funcs) or 'none'})")
     return name
 
 
@@ -33,11 +34,12 @@ def typed_args(module, func, texts):
     from tokenization_wasm import parse_int
     params = module.func_types[module.exports[func][1]].params
     if len(texts) != len(params):
-        raise WasmError(f"{func!r} takes {len(params)} argument(s) ({' '.join(params) or 'none'}), got {len(texts)}", 0)
+        raise InvocationError(f"{func!r} takes {len(params)} argument(s) ({' '.join(params) or 'none'}), "
+                              f"got {len(texts)}")
     out = []
     for ty, text in zip(params, texts):
         if ty not in ("i32", "i64"):
-            raise WasmError(f"unsupported parameter type {ty}", 0)
+            raise InvocationError(f"unsupported parameter type {ty}")
         out.append((ty, parse_int(text, ty)))
     return out
 
@@ -99,7 +101,7 @@ def run_spec(a):
             for c in cases:
                 invocations.append((c["func"], [(v["type"], spec_value(v)) for v in c["args"]]))
             session = runner.session(wasm, invocations, strict=False)
-        except (WasmError, KeyError) as e:
+        except (ValueError, KeyError) as e:
             for _ in cases:
                 skipped[str(e)] += 1
             continue
@@ -146,7 +148,7 @@ def main(argv=None):
         ap.error("give a PROGRAM or --spec-cases")
     try:
         return run_program(a)
-    except WasmError as e:
+    except (ValueError, RuntimeError, OSError) as e:     # WasmError, InvocationError, bad literals, C errors
         print(f"error: {e}", file=sys.stderr)
         return 2
 

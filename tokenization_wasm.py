@@ -5,8 +5,8 @@ Text prompts are a WAT module followed by a WAST-style invocation, for example
     (invoke "add" (i32.const 2) (i32.const 3))
 Binary modules go through `encode_wasm(wasm_bytes, "add", [("i32", 2), ("i32", 3)])`.
 Decoding renders one line per executed micro-instruction and ends with `result: ...` or
-`trap: ...`; the prompt's own records render as nothing, so a pipeline's full text is the prompt
-followed by the trace.
+`trap: ...`; the prompt's own records render as nothing and the trace starts with a newline, so a
+pipeline's full text is the prompt followed by the trace.
 """
 import re
 
@@ -121,9 +121,20 @@ class WasmTokenizer(PreTrainedTokenizer):
     def decode(self, token_ids, skip_special_tokens=False, **kwargs):
         if hasattr(token_ids, "tolist"):
             token_ids = token_ids.tolist()
+        if isinstance(token_ids, int):                 # TextStreamer decodes single ids too
+            token_ids = [token_ids]
         if token_ids and isinstance(token_ids[0], list):
             token_ids = token_ids[0]
-        return "".join(self.render(list(token_ids)))
+        lines = list(self._lines(list(token_ids)))
+        text = "".join(line for _, _, line in lines)
+        if lines and lines[0][1]:                      # the trace starts on a line of its own,
+            text = "\n" + text                         # so the pipeline's prompt + trace reads well
+        # TextStreamer restarts decoding from the newest token after each newline; holding back
+        # the newline of a trailing RESULT line keeps the RESULT records in its window until the
+        # `result:` line that lists their values
+        if lines and lines[-1][0].startswith("RESULT"):
+            text = text[:-1]
+        return text
 
     def _program_ops(self, ids):
         """Micro-op names by pc: from INSTR records in the ids, else from the last prompt."""
@@ -137,9 +148,15 @@ class WasmTokenizer(PreTrainedTokenizer):
 
     def render(self, ids):
         """Yield text for each complete record; incomplete trailing records yield nothing yet."""
+        return (line for _, _, line in self._lines(ids))
+
+    def _lines(self, ids):
+        """(micro-op name, first step of an invocation?, line) per rendered record. A line depends
+        only on its own record and, for `result:`, the RESULT records before it, so any window that
+        starts at a record renders the same lines as the whole trace (what TextStreamer needs)."""
         ops = self._program_ops(ids)
         src = {pc: ins.src for pc, ins in enumerate(self.program.instrs)} if self.program else {}
-        results, step = [], 0
+        results = []
         records, cur = [], None
         for tok in ids:
             if tok == INSTR or tok >= PC_BASE:
@@ -161,21 +178,21 @@ class WasmTokenizer(PreTrainedTokenizer):
             if name in PROMPT_ONLY:
                 continue
             tail = rec[1:]
+            first = ops.get(pc - 1) == "ENTER"
             if tail and TRAP_BASE <= tail[0] < TRAP_BASE + len(TRAPS):
-                yield f"trap: {TRAPS[tail[0] - TRAP_BASE]}\n"
+                yield name, first, f"trap: {TRAPS[tail[0] - TRAP_BASE]}\n"
                 continue
             if name == "HALT":
                 if tail and tail[0] == EOS:
-                    yield "result: " + " ".join(results) + "\n"
+                    yield name, first, "result: " + " ".join(results) + "\n"
                 continue
             if not complete:
                 continue
-            step += 1
             payload = bytes(t for t in tail if t < 256)
             value = int.from_bytes(payload, "big") if payload else None
             if name.startswith("RESULT") and value is not None:
                 results.append(str(signed(value, len(payload))))
-            text = f"{step:>7}  pc {pc:<5} {name:<9}"
+            text = f"pc {pc:<5} {name:<9}"
             if name == "RET" and len(payload) == 6:
                 text += f" -> pc {int.from_bytes(payload[:2], 'big')}, frame {int.from_bytes(payload[2:], 'big')}"
             elif name == "CALL":
@@ -186,4 +203,4 @@ class WasmTokenizer(PreTrainedTokenizer):
                 text += f" {signed(value, len(payload))}"
             if pc in src:
                 text += f"    ; {src[pc]}"
-            yield text + "\n"
+            yield name, first, text + "\n"

@@ -25,7 +25,10 @@ def compile_c(path, opt="-O2", cpu="mvp", extra=()):
 
 def wat_to_wasm(text):
     import wasmtime
-    return wasmtime.wat2wasm(text)
+    try:
+        return wasmtime.wat2wasm(text)
+    except Exception as e:
+        raise ValueError(f"malformed WAT: {str(e).strip().splitlines()[0]}") from None
 
 
 def load_wasm(path, opt="-O2"):

@@ -19,6 +19,10 @@ except ImportError:  # loaded as a plain module
     from wasm_binary import WasmError, decode_module
     from wasm_vocab import INSTR_LEN, MAX_PAGES, N_PC, OP, instr_tokens, pc_token
 
+class InvocationError(ValueError):
+    """The module is fine but the call is not: an unknown export, wrong arguments."""
+
+
 I32_BINARY = {
     "i32.add": "ADD", "i32.sub": "SUB", "i32.mul": "MUL", "i32.and": "AND", "i32.or": "OR", "i32.xor": "XOR",
     "i32.eq": "EQ", "i32.ne": "NE", "i32.lt_s": "LT_S", "i32.lt_u": "LT_U", "i32.gt_s": "GT_S",
@@ -398,12 +402,13 @@ def lower(module, invocations, strict=True, supported=None):
     for k, (name, args) in enumerate(invocations):
         exp = module.exports.get(name)
         if exp is None or exp[0] != "func":
-            raise WasmError(f"unknown export {name!r}", 0)
+            funcs = ", ".join(n for n, (kind, _) in module.exports.items() if kind == "func") or "none"
+            raise InvocationError(f"unknown export {name!r} (exported functions: {funcs})")
         ft = module.func_types[exp[1]]
         if len(args) != len(ft.params) or any(t != p for (t, _), p in zip(args, ft.params)):
             want = " ".join(ft.params) or "nothing"
             got = " ".join(t for t, _ in args) or "nothing"
-            raise WasmError(f"{name!r} takes {want}, got {got}", 0)
+            raise InvocationError(f"{name!r} takes {want}, got {got}")
         inv = Invocation(name, tuple(v for _, v in args), tuple(ft.results), len(instrs))
         invs.append(inv)
         mark, known = len(instrs), dict(entry)
