@@ -56,12 +56,15 @@ class ReferenceMachine:
         self.written_in = {}     # slot -> serial of the frame that last wrote it
         self.headers = {}        # header slot -> (caller fb, call pc, caller serial)
         self.steps = 0
+        self.next_serial = 0     # frames are numbered across invocations: a new frame never
+                                 # mistakes a slot written by an earlier one for its own
 
     def run(self, k=0, max_tokens=None):
         """Generated tokens of invocation k (after its ENTER record, which is prompt)."""
         out = []
         inv = self.p.invocations[k]
-        self.fb, self.serial, self.next_serial = self.p.fb_root, 0, 1
+        self.fb, self.serial = self.p.fb_root, self.next_serial
+        self.next_serial += 1
         pc = inv.enter_pc + 1
         while max_tokens is None or len(out) < max_tokens:
             out.append(pc_token(pc))

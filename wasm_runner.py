@@ -1,6 +1,7 @@
 """Running programs through the model: one `Session` is one module instance whose invocations
 run one after another in a single trace (so later calls see the memory and globals earlier
 calls left), exactly like a WebAssembly instance. Used by run_wasm.py and the tests."""
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,12 +64,23 @@ def read_outcome(program, generated, limit):
 
 
 class Runner:
-    """The model, loaded once."""
+    """The model, loaded once. engine: 'fast' (the compiled decoder of fast_engine.py, falling
+    back to 'hull' with a message where it cannot be built), 'hull' (generate with the hull
+    cache) or 'dense' (generate scanning every key: the reference path)."""
 
-    def __init__(self, model_dir=HERE, dense=False):
+    def __init__(self, model_dir=HERE, dense=False, engine=None):
         self.model = WasmForCausalLM.from_pretrained(str(model_dir))
         self.model.eval()
-        self.dense = dense
+        self.engine = "dense" if dense else (engine or "hull")
+        self.dense = self.engine == "dense"
+        self.fast = None
+        if self.engine == "fast":
+            try:
+                from fast_engine import FastEngine
+                self.fast = FastEngine(str(model_dir))
+            except Exception as e:                      # no C compiler, unsupported config...
+                print(f"fast engine unavailable ({e}); using the hull path", file=sys.stderr)
+                self.engine = "hull"
         self.supported = set(self.model.config.supported_micro_ops) or {m.name for m in MICRO_OPS}
 
     def session(self, wasm, invocations, strict=True):
@@ -92,6 +104,19 @@ class Session:
             return Outcome("skipped", message=inv.error)
         ids = self.prompt if self.ids is None else self.ids + self.program.enter_ids(k)
         start = time.perf_counter()
+        fast = self.runner.fast
+        if fast is not None and streamer is None:
+            if self.ids is None:
+                gen = fast.generate(ids, max_new_tokens, self.runner.model.config.memory_ids)
+            else:
+                if getattr(fast, "owner", None) is not self:
+                    raise RuntimeError("the fast engine holds another session's trace")
+                gen = fast.continue_(self.program.enter_ids(k), max_new_tokens)
+            fast.owner = self
+            self.ids = ids + gen
+            outcome = read_outcome(self.program, gen, max_new_tokens)
+            outcome.seconds = time.perf_counter() - start
+            return outcome
         with torch.no_grad():
             out = self.runner.model.generate(torch.tensor([ids]), cache=self.cache, max_new_tokens=max_new_tokens,
                                              streamer=streamer)

@@ -1,0 +1,26 @@
+"""The C corpus (zig, -O2, -mcpu=mvp) through the model: wasmtime's results, and traces equal to
+the reference interpreter's token for token. Long: run with --runslow (uses the fast engine)."""
+import pytest
+
+from conftest import SHARED
+from reference_interpreter import ReferenceMachine
+from toolchain import Wasmtime, compile_c
+
+EXPECTED = {"fib": 6765, "bubble": 3416315, "hungarian": 83}
+
+
+@pytest.fixture(scope="module")
+def fast_runner():
+    from wasm_runner import Runner
+    return Runner(engine="fast")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_c_program_through_the_model(fast_runner, name):
+    wasm = compile_c(SHARED / "corpus" / "c" / f"{name}.c", "-O2")
+    assert Wasmtime(wasm).call("run", []) == ("result", [EXPECTED[name]])
+    session = fast_runner.session(wasm, [("run", [])])
+    out = session.run(0, 5_000_000)
+    assert out.kind == "result" and out.values == [EXPECTED[name]]
+    assert out.generated == ReferenceMachine(session.program).run(0)
