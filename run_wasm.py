@@ -51,7 +51,7 @@ def run_program(a):
     module = decode_module(wasm)
     func = pick_function(module, a.invoke)
     args = typed_args(module, func, a.args)
-    runner = Runner(dense=a.dense)
+    runner = Runner(engine="dense" if a.dense else a.engine)
     session = runner.session(wasm, [(func, args)])
     outcome = session.run(0, a.max_new_tokens)
     if a.dump_tokens:
@@ -67,7 +67,7 @@ def run_program(a):
     if not a.quiet:
         n = len(outcome.generated)
         print(f"{outcome.steps} steps, {n} tokens in {outcome.seconds:.2f} s "
-              f"({n / max(outcome.seconds, 1e-9):,.0f} tokens/s, {'dense' if a.dense else 'hull'} path)",
+              f"({n / max(outcome.seconds, 1e-9):,.0f} tokens/s, {runner.engine} path)",
               file=sys.stderr)
     print(outcome.line)
     return 0
@@ -89,7 +89,7 @@ def run_spec(a):
             groups[-1][1].append(row)
         else:
             groups.append((row["module"], [row]))
-    runner = Runner(dense=a.dense)
+    runner = Runner(engine="dense" if a.dense else a.engine)
     passed = failed = 0
     skipped = Counter()
     for module_path, cases in groups:
@@ -135,14 +135,16 @@ def main(argv=None):
     ap.add_argument("--max-new-tokens", type=int, default=5_000_000)
     ap.add_argument("--dump-tokens", help="write the token streams as contract JSON")
     ap.add_argument("--trace", action="store_true", help="print the execution trace")
-    ap.add_argument("--dense", action="store_true", help="decode with the dense reference path")
+    ap.add_argument("--engine", choices=["fast", "hull", "dense"], default="fast",
+                    help="fast: the compiled exact decoder (default); hull: generate() with the hull cache; "
+                         "dense: generate() scanning every key (the reference path)")
+    ap.add_argument("--dense", action="store_true", help="same as --engine dense")
     ap.add_argument("--opt", default="-O2", help="C optimisation level (default -O2)")
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--spec-cases", help="replay WebAssembly spec cases (JSON lines)")
     ap.add_argument("--only", help="with --spec-cases: comma-separated spec file names to replay")
     a = ap.parse_args(argv)
     if a.spec_cases:
-        a.max_new_tokens = min(a.max_new_tokens, 200_000)
         return run_spec(a)
     if not a.program:
         ap.error("give a PROGRAM or --spec-cases")

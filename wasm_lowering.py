@@ -81,9 +81,10 @@ class Program:
     invocations: list = field(default_factory=list)
     func_names: dict = field(default_factory=dict)
 
-    def prompt_ids(self):
+    def prompt_ids(self, k=0):
         """The prompt: the program, records that set up globals, data and memory size (shaped
-        like trace records of prompt-only micro-instructions), then the first ENTER record."""
+        like trace records of prompt-only micro-instructions), then the ENTER record of
+        invocation k (normally 0; later ones are appended after each run's EOS)."""
         ids = []
         for ins in self.instrs:
             ids += instr_tokens(ins.op.code, ins.sa, ins.sr, ins.x, ins.y)
@@ -97,7 +98,7 @@ class Program:
                 ids += [pc_token(pc), *self.data[ins.sa][1]]
             elif name == "MEMSIZE":
                 ids += [pc_token(pc), *self.mem_pages.to_bytes(4, "big")]
-        return ids + self.enter_ids(0)
+        return ids + self.enter_ids(k)
 
     def enter_ids(self, k):
         """The record that starts invocation k: the runner appends it after the previous EOS."""
@@ -208,9 +209,11 @@ class _FunctionLowering:
 
     def end(self, frames, ins):
         ctl = frames.pop()
-        if ctl.kind == "func":
-            if ins.height is not None:
-                self.do_return(ins, ins.height)
+        if ctl.kind == "func":          # branches to the function's label return from it
+            for at in ctl.patches:
+                self.out[at].y = len(self.out)
+            if ins.height is not None or ctl.patches:
+                self.do_return(ins, len(self.fn.type.results))
             return
         if ctl.dead:
             return
@@ -375,7 +378,8 @@ def lower(module, invocations, strict=True, supported=None):
         if gl.type not in WIDE:
             globals_init.append((len(globals_init), 0, gl.type))
             continue
-        value = _const_value(module, gl.init, globals_init) & 0xFFFFFFFFFFFFFFFF
+        mask = 0xFFFFFFFF if gl.type == "i32" else 0xFFFFFFFFFFFFFFFF
+        value = _const_value(module, gl.init, globals_init) & mask
         globals_init.append((len(globals_init), value, gl.type))
     n_globals = len(globals_init)
     data = []

@@ -102,6 +102,8 @@ class Session:
         inv = self.program.invocations[k]
         if inv.error:
             return Outcome("skipped", message=inv.error)
+        if self.ids is None:
+            self.prompt = self.program.prompt_ids(k)
         ids = self.prompt if self.ids is None else self.ids + self.program.enter_ids(k)
         start = time.perf_counter()
         fast = self.runner.fast

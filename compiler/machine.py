@@ -55,6 +55,7 @@ class Machine:
         self.tok_byte = g.embed("tok.byte", lambda i: i if i < 256 else 0)
         self.is_marker = g.embed("tok.is_marker", lambda i: int(i == INSTR or i >= PC_BASE))
         self.is_instr_tok = g.embed("tok.is_instr", lambda i: int(i == INSTR))
+        self.is_byte = g.embed("tok.is_byte", lambda i: int(i < 256))
         self.pc_val = g.embed("tok.pc", lambda i: i - PC_BASE if i >= PC_BASE else 0)
         self.tok_ok = g.embed("tok.byte_or_pc", lambda i: int(i < 256 or i >= PC_BASE))
         self.is_trap_tok = g.embed("tok.is_trap", lambda i: int(TRAP_BASE <= i < TRAP_BASE + len(TRAPS)))
@@ -175,12 +176,13 @@ class Machine:
         addr_terms, sq_terms, roles = [], [], []
         for m in OPS_BY_KIND["store"]:
             for i in range(1, m.width + 1):
-                role = both(g, f"mem.role.{m.name}.{i}", f[m.name], o[i])
+                # (a byte token: a trap record puts TRAP and EOS where a store's bytes would be)
+                role = both(g, f"mem.role.{m.name}.{i}", f[m.name], o[i], self.is_byte)
                 roles.append(role)
                 addr = E + (m.width - i)
                 addr_terms.append((1, 1 + when(role), addr))
                 sq_terms.append((1, addr + when(role), addr))
-        role = both(g, "mem.role.DATA", f["DATA"], self.off_ge1)
+        role = both(g, "mem.role.DATA", f["DATA"], self.off_ge1, self.is_byte)
         roles.append(role)
         addr = self.x + self.off - 1
         addr_terms.append((1, 1 + when(role), addr))
