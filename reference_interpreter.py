@@ -1,7 +1,7 @@
 """Executor 1 of 3: a plain-Python interpreter of the micro-program that writes the exact token
 trace the transformer must generate. It shares nothing with the weight compiler but the
 vocabulary, so a disagreement points at the semantics, not at the construction."""
-from wasm_vocab import EOS, FB_LIMIT, OP, pc_token, trap_token
+from wasm_vocab import EOS, EXTENDS, FB_LIMIT, LOADS, OP, pc_token, trap_token
 
 M32, M64 = (1 << 32) - 1, (1 << 64) - 1
 
@@ -38,9 +38,6 @@ def _alu(name, a, b, c):
         "SIGNA": lambda: -c if sa < 0 else c, "MSUB": lambda: a - b * c,
     }
     return table[name]() & M32
-
-
-LOAD_WIDTH = {"LOAD32": 4, "LOAD8_S": 1, "LOAD8_U": 1, "LOAD16_S": 2, "LOAD16_U": 2, "LOAD64": 8}
 
 
 class ReferenceMachine:
@@ -100,15 +97,24 @@ class ReferenceMachine:
                 v = a if self.written_in.get(fb + ins.sa) == self.serial else 0
             elif name.startswith("SELECT"):
                 v = a if c & M32 else b
-            elif name in LOAD_WIDTH:
-                w = LOAD_WIDTH[name]
+            elif name in LOADS:
+                w, signed = LOADS[name]
                 addr = (a & M32) + ins.x
                 if addr + w > len(self.mem):
                     trap = "out of bounds memory access"
                 else:
                     v = int.from_bytes(self.mem[addr:addr + w], "little")
-                    if name.endswith("_S") and v >> (8 * w - 1):
+                    if signed and v >> (8 * w - 1):
                         v -= 1 << (8 * w)
+            elif name in EXTENDS:
+                bits = EXTENDS[name]
+                v = a & ((1 << bits) - 1)
+                v = v - (1 << bits) if v >> (bits - 1) else v
+            elif name == "MSIZE":
+                v = len(self.mem) // 65536
+            elif name == "GROWCHK":
+                pages = len(self.mem) // 65536
+                v = pages if pages + (a & M32) <= ins.x else -1
             else:
                 v = _alu(name, a & M32, b & M32, c & M32)
                 if isinstance(v, str):
@@ -141,8 +147,16 @@ class ReferenceMachine:
             self.fb, self.serial = caller_fb, caller_serial
             ret = call_pc + 1
             return ret, [*ret.to_bytes(2, "big"), *caller_fb.to_bytes(4, "big")], False
+        elif name == "GROW":
+            pages = len(self.mem) // 65536
+            if pages + (a & M32) <= ins.x:
+                self.mem.extend(bytes(65536 * (a & M32)))
+                pages += a & M32
+            return pc + 1, list(pages.to_bytes(4, "big")), False
         elif name == "JUMP":
             return ins.y, [], False
+        elif name == "BRTABLE":
+            return ins.y + min(a & M32, ins.x), [], False
         elif name in ("JZ", "JNZ"):
             taken = ((a & M32) == 0) == (name == "JZ")
             return (ins.y if taken else pc + 1), [], False

@@ -46,7 +46,12 @@ I32_SEQUENCES = {
                  ("MOVE32", 2, 1), ("OR", 0, 0)],
 }
 LOADS = {"i32.load": "LOAD32", "i32.load8_s": "LOAD8_S", "i32.load8_u": "LOAD8_U",
-         "i32.load16_s": "LOAD16_S", "i32.load16_u": "LOAD16_U", "i64.load": "LOAD64"}
+         "i32.load16_s": "LOAD16_S", "i32.load16_u": "LOAD16_U", "i64.load": "LOAD64",
+         "i64.load8_s": "LOAD64_8S", "i64.load8_u": "LOAD64_8U", "i64.load16_s": "LOAD64_16S",
+         "i64.load16_u": "LOAD64_16U", "i64.load32_s": "LOAD64_32S", "i64.load32_u": "LOAD64_32U"}
+EXTENDS = {"i32.extend8_s": ("EXT8S", "i32"), "i32.extend16_s": ("EXT16S", "i32"),
+           "i64.extend8_s": ("EXT64_8S", "i64"), "i64.extend16_s": ("EXT64_16S", "i64"),
+           "i64.extend32_s": ("EXT64_32S", "i64"), "i64.extend_i32_s": ("EXT64_32S", "i64")}
 STORES = {"i32.store": "STORE32", "i32.store8": "STORE8", "i32.store16": "STORE16", "i64.store": "STORE64",
           "i64.store8": "STORE8", "i64.store16": "STORE16", "i64.store32": "STORE32"}
 WIDE = {"i64": True, "i32": False}
@@ -138,6 +143,8 @@ class _Ctl:
 class _FunctionLowering:
     def __init__(self, out, module, fn, callees, supported=None):
         self.out, self.module, self.fn, self.callees = out, module, fn, callees
+        mem = module.memories[0] if module.memories else (0, 0)
+        self.max_pages = min(mem[1] if mem[1] is not None else MAX_PAGES, MAX_PAGES)
         self.supported = supported
         self.np = len(fn.type.params)
         self.nl = len(fn.locals)
@@ -177,6 +184,22 @@ class _FunctionLowering:
             self.out[at].y = ctl.label_pc
         else:
             ctl.patches.append(at)
+
+    def br_table(self, ins, h, depths, frames):
+        """BRTABLE jumps to entry min(index, n) of a jump table; entries whose branch moves values
+        jump on to a stub that moves them, then to the label."""
+        self.emit("BRTABLE", ins, sa=self.slot(h), x=len(depths) - 1, y=len(self.out) + 1)
+        entries = [self.emit("JUMP", ins) for _ in depths]
+        for at, depth in zip(entries, depths):
+            ctl = frames[-1 - depth]
+            arity = len(ctl.label_types)
+            if any(h - arity + k != ctl.base + k for k in range(arity)):
+                self.out[at].y = len(self.out)
+                self.branch(ins, h, depth, frames)
+            elif ctl.kind == "loop":
+                self.out[at].y = ctl.label_pc
+            else:
+                ctl.patches.append(at)
 
     def do_return(self, ins, h):
         results = self.fn.type.results
@@ -304,6 +327,21 @@ class _FunctionLowering:
         elif op in STORES:
             self.emit(STORES[op], ins, sa=slot(h - 2), x=ins.imm[0][1] if isinstance(ins.imm[0], tuple) else ins.imm[1])
             del types[h - 2:]
+        elif op in EXTENDS:
+            name, ty = EXTENDS[op]
+            self.emit(name, ins, sa=slot(h - 1), sr=slot(h - 1))
+            types[h - 1] = ty
+        elif op == "memory.size":
+            self.emit("MSIZE", ins, sr=slot(h))
+            types.append("i32")
+        elif op == "memory.grow":                  # result into a scratch slot, grow, move it down
+            top = self.max_pages
+            self.emit("GROWCHK", ins, sa=slot(h - 1), sr=slot(h), x=top)
+            self.emit("GROW", ins, sa=slot(h - 1), x=top)
+            self.emit("MOVE32", ins, sa=slot(h), sr=slot(h - 1))
+        elif op == "br_table":
+            labels, default = ins.imm
+            self.br_table(ins, h - 1, list(labels) + [default], frames)
         elif op == "i32.wrap_i64":
             self.emit("MOVE32", ins, sa=slot(h - 1), sr=slot(h - 1))
             types[h - 1] = "i32"

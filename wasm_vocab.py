@@ -77,14 +77,18 @@ _SPECS = [
     ("HALT", "jump", 0), ("UNREACHABLE", "jump", 0),
     ("CHKOVF", "jump", 0),        # traps "integer overflow" if a == INT32_MIN and b == -1
     ("JUMP", "jump", 0), ("JZ", "jump", 0), ("JNZ", "jump", 0),          # a = condition, y = target
+    ("BRTABLE", "jump", 0),       # to y + min(a, x): a jump table of x + 1 entries follows
     ("STORE8", "store", 1), ("STORE16", "store", 2), ("STORE32", "store", 4), ("STORE64", "store", 8),
     ("ENTER", "frame", 4),        # prompt only: the root frame base
     ("CALL", "frame", 4),         # x = frame delta, y = callee entry pc
     ("RET", "frame", 6),          # return pc (2 bytes) and the caller's frame base, from the header
     ("MEMSIZE", "prompt", 4),     # memory size in pages
+    ("GROW", "memsize", 4),       # memory.grow by a pages, up to x pages: the new memory size
     ("DATA", "prompt", 0),        # a data segment: its bytes follow, from address x on
     ("LOAD32", "load", 4), ("LOAD8_S", "load", 4), ("LOAD8_U", "load", 4),
     ("LOAD16_S", "load", 4), ("LOAD16_U", "load", 4), ("LOAD64", "load", 8),
+    ("LOAD64_8S", "load", 8), ("LOAD64_8U", "load", 8), ("LOAD64_16S", "load", 8), ("LOAD64_16U", "load", 8),
+    ("LOAD64_32S", "load", 8), ("LOAD64_32U", "load", 8),
     # 4-byte values
     ("CONST32", "value", 4), ("GINIT32", "value", 4),
     ("MOVE32", "value", 4), ("LGET32", "value", 4), ("GGET32", "value", 4), ("GSET32", "value", 4),
@@ -105,11 +109,21 @@ _SPECS = [
     ("SIGNA", "value", 4),        # a < 0 ? -c : c
     ("MSUB", "value", 4),         # a - b * c            (never negative where it is used)
     ("DIV_U", "value", 4),        # a / b, quotient bytes by long division; traps if b == 0
+    ("EXT8S", "value", 4), ("EXT16S", "value", 4),      # sign-extend the low 8 / 16 bits of a
+    ("MSIZE", "value", 4),        # memory.size
+    ("GROWCHK", "value", 4),      # memory.grow's result: the old size if a more pages fit in x, else -1
     # 8-byte values
     ("CONST64", "value", 8), ("GINIT64", "value", 8),
     ("MOVE64", "value", 8), ("LGET64", "value", 8), ("GGET64", "value", 8), ("GSET64", "value", 8),
     ("RESULT64", "value", 8), ("SELECT64", "value", 8),
+    ("EXT64_8S", "value", 8), ("EXT64_16S", "value", 8), ("EXT64_32S", "value", 8),
 ]
+# sign extensions: micro-op -> bits of a that are kept
+EXTENDS = {"EXT8S": 8, "EXT16S": 16, "EXT64_8S": 8, "EXT64_16S": 16, "EXT64_32S": 32}
+# loads: micro-op -> (bytes read, sign-extended)
+LOADS = {"LOAD32": (4, False), "LOAD8_S": (1, True), "LOAD8_U": (1, False), "LOAD16_S": (2, True),
+         "LOAD16_U": (2, False), "LOAD64": (8, False), "LOAD64_8S": (1, True), "LOAD64_8U": (1, False),
+         "LOAD64_16S": (2, True), "LOAD64_16U": (2, False), "LOAD64_32S": (4, True), "LOAD64_32U": (4, False)}
 MICRO_OPS = [MicroOp(name, code, kind, width) for code, (name, kind, width) in enumerate(_SPECS)]
 OP = {m.name: m for m in MICRO_OPS}
 assert len(MICRO_OPS) <= 256

@@ -86,6 +86,13 @@ def build(m):
         dn = piecewise(g, f"alu.shift_bytes_n{qq}", A[0], lambda x: int(((-x) % 32) // 8 == qq), 0, 255, [f["POW2N"]])
         byte_of_shift.append(up + dn)
 
+    # sign extensions, memory.size / memory.grow, br_table's clamped index
+    s8 = step(g, "alu.byte0_neg", A[0], 128)
+    s16 = step(g, "alu.low16_neg", m.a_lo16, 1 << 15)
+    fits = step(g, "alu.grow_fits", m.x - m.pages - a, 0)
+    m.brtable_over = g.ffn("alu.brtable_over", [(1, a - m.x + when(f["BRTABLE"]), 1)])
+    ones = TWO32 - 1
+
     a64 = (a, m.a_hi)
     and_ = sum((L[k] * 256 ** k for k in range(4)), lin(0))
     S = cols[0] + 256 * cols[1] + 65536 * cols[2] + (1 << 24) * (cols[3] - 256 * top_div)
@@ -102,6 +109,9 @@ def build(m):
         "CALL": (m.fb + m.x, 0), "RET": (m.h_fb, m.h_pc + 1),
         "AND": (and_, 0), "OR": (a + b - and_, 0), "XOR": (a + b - 2 * and_, 0),
         "POPCNT": (sum(L, lin(0)), 0), "CLZ": (clz, 0), "ABS": (abs_a, 0), "MSUB": (a - bc, 0),
+        "EXT8S": (A[0] + (TWO32 - 256) * s8, 0), "EXT16S": (m.a_lo16 + (TWO32 - 65536) * s16, 0),
+        "EXT64_8S": (A[0] + (TWO32 - 256) * s8, ones * s8), "EXT64_16S": (m.a_lo16 + (TWO32 - 65536) * s16, ones * s16),
+        "EXT64_32S": (a, ones * a_neg), "MSIZE": (m.pages, 0),
     }
     extra = {"LGET32": [local_hit, local_fresh], "LGET64": [local_hit, local_fresh]}
     lo_terms, hi_terms = [], []
@@ -127,6 +137,9 @@ def build(m):
     lo_terms.append((1, 1 + when(fs), c))
     for p, n in ((a_neg, b_neg), (b_neg, a_neg)):
         lo_terms += [(1, 1 + when(fs, p) - GATE * n, TWO32 - 2 * c), (-TWO32, 1 + when(fs, p, c_zero) - GATE * n, 1)]
+    fg, fk = f["GROW"], f["GROWCHK"]                        # grow: the new size; the result: old size or -1
+    lo_terms += [(1, 1 + when(fg), m.pages), (1, 1 + when(fg, fits), a),
+                 (1, 1 + when(fk), ones), (1, 1 + when(fk, fits), m.pages - ones)]
     fa = f["SIGNA"]                                         # a < 0 ? -c mod 2**32 : c
     lo_terms += [(1, 1 + when(fa), c), (1, 1 + when(fa, a_neg), TWO32 - 2 * c), (-TWO32, 1 + when(fa, a_neg, c_zero), 1)]
     m.X_lo = g.ffn("alu.X_lo", lo_terms)
@@ -140,7 +153,9 @@ def build(m):
     m.overflow_parts = (b_max, a_min)
     m.supported = set(results) | {"HALT", "UNREACHABLE", "JUMP", "JZ", "JNZ", "ENTER", "MEMSIZE", "DATA", "CHKOVF",
                                   "LOAD32", "LOAD8_S", "LOAD8_U", "LOAD16_S", "LOAD16_U", "LOAD64", "MUL", "CTZ",
-                                  "POW2", "POW2N", "CNOT", "SFIX", "SIGNFIX", "SIGNA", "DIV_U"}
+                                  "POW2", "POW2N", "CNOT", "SFIX", "SIGNFIX", "SIGNA", "DIV_U",
+                                  "GROW", "GROWCHK", "BRTABLE", "LOAD64_8S", "LOAD64_8U", "LOAD64_16S",
+                                  "LOAD64_16U", "LOAD64_32S", "LOAD64_32U"}
 
 
 def division_terms(m, role):

@@ -11,8 +11,8 @@ Layer by layer (each quantity lands in the first layer where its inputs exist):
                 next pc, a trap or EOS
 Op semantics live in `alu.py` (one function per group of micro-ops); this file is the plumbing.
 """
-from wasm_vocab import (EOS, INSTR, INSTR_LEN, MICRO_OPS, N_PC, OP, PC_BASE, SLOT_BIAS, TRAP_BASE, TRAPS,
-                        VOCAB_SIZE, FB_LIMIT)
+from wasm_vocab import (EOS, FB_LIMIT, INSTR, INSTR_LEN, LOADS, MICRO_OPS, N_PC, OP, PC_BASE, SLOT_BIAS,
+                        TRAP_BASE, TRAPS, VOCAB_SIZE)
 
 from . import alu
 from .graph import Graph, lin
@@ -109,7 +109,8 @@ class Machine:
                               + tent_neurons(self.op - OP["CALL"].code, cond=[self.in_pc, o[4]])
                               + tent_neurons(self.op - OP["RET"].code, cond=[self.in_pc, o[6]]))
         self.wr_hdr = equals(g, "wr.is_header", self.op - OP["CALL"].code, cond=[self.in_pc, o[4]])
-        self.wr_msz = equals(g, "wr.is_memsize", self.op - OP["MEMSIZE"].code, cond=[self.in_pc, o[4]])
+        self.wr_msz = g.ffn("wr.is_memsize", tent_neurons(self.op - OP["MEMSIZE"].code, cond=[self.in_pc, o[4]])
+                            + tent_neurons(self.op - OP["GROW"].code, cond=[self.in_pc, o[4]]))
         vals = {n: [m.code for m in MICRO_OPS if m.kind in ("value", "load") and m.width == n] for n in (4, 8)}
         v4, v8 = self._m("op.value4", vals[4]), self._m("op.value8", vals[8])
         self.wr_value = g.ffn("wr.is_value", [(1, v4 + o[4] - 1, 1), (1, v8 + o[8] - 1, 1)])
@@ -168,7 +169,7 @@ class Machine:
         mem_bytes = 65536 * self.pages
         oob = []
         for m in OPS_BY_KIND["load"] + OPS_BY_KIND["store"]:
-            w = {"LOAD8_S": 1, "LOAD8_U": 1, "LOAD16_S": 2, "LOAD16_U": 2, "LOAD32": 4, "LOAD64": 8}.get(m.name, m.width)
+            w = LOADS[m.name][0] if m.kind == "load" else m.width
             z = E + w - mem_bytes - 1 + when(f[m.name], o[0])
             oob += [(1, z + 1, 1), (-1, z, 1)]
         self.t_oob = g.ffn("trap.oob", oob)
@@ -205,7 +206,7 @@ class Machine:
         # payload bytes of values, stores and frame records: floor((X - prefix) / B)
         payload_ops = {}
         for m in MICRO_OPS:
-            if m.kind in ("value", "store", "frame") and m.name not in ("ENTER", "DIV_U"):
+            if m.kind in ("value", "store", "frame", "memsize") and m.name not in ("ENTER", "DIV_U"):
                 payload_ops.setdefault(m.width, []).append(m.code)
         for n, codes in payload_ops.items():
             grp = self._m(f"op.payload{n}", codes)
@@ -222,7 +223,7 @@ class Machine:
         # loads: each payload byte is a memory byte, a sign byte or zero
         for m in OPS_BY_KIND["load"]:
             n = m.width
-            wbytes = {"LOAD8_S": 1, "LOAD8_U": 1, "LOAD16_S": 2, "LOAD16_U": 2}.get(m.name, n)
+            wbytes, signed = LOADS[m.name]
             for i in range(n):
                 role = both(g, f"emit.role.{m.name}.{i}", f[m.name], o[i], ok)
                 byte_roles.append(role)
@@ -230,7 +231,7 @@ class Machine:
                 k = n - 1 - i
                 if k < wbytes:
                     A_terms.append((1, 1 + when(role, self.mvalid[k]), self.mb[k]))
-                elif m.name.endswith("_S"):
+                elif signed:
                     s = wbytes - 1
                     A_terms += [(255, self.mb[s] - 127 + when(role, self.mvalid[s]), 1),
                                 (-255, self.mb[s] - 128 + when(role, self.mvalid[s]), 1)]
@@ -259,6 +260,7 @@ class Machine:
             (1, 1 + when(self.emit_pc, f["JNZ"]), jump),
             (-1, 1 + when(self.emit_pc, f["JNZ"], z), jump),
             (1, 1 + when(self.emit_pc, f["RET"]), be([w[1], w[2]]) - nxt),
+            (1, 1 + when(self.emit_pc, f["BRTABLE"]), self.y + self.a_lo - self.brtable_over - nxt),
         ])
         self.emit_eos = both(g, "emit.eos", f["HALT"], o[0], ok) + self.is_trap_tok
         self.traps = {name: lin(0) for name in TRAPS}

@@ -1,0 +1,251 @@
+#!/usr/bin/env python3
+"""Decode speed vs sequence length: FastEngine (C) against the PyTorch hull and dense caches.
+
+    python benchmarks/decode_speed.py [--quick] [--n 20000] [--hull-s 60] [--dense-s 60]
+
+One run, one machine: the loop program f(N) (f(20000): 240K wasm instructions, 1.22M tokens) is
+decoded in chunks by each path and the time per token is recorded as a function of the position t.
+FastEngine decodes the whole run (checked token for token against the reference interpreter); the
+Python hull and dense paths decode until their time budget is spent. Wasm instruction counts come
+from pywasm's instruction-level execution (--trace-tool, /work/shared/tools/trace_pywasm.py:
+every executed instruction except end/else); wasmtime and plain pywasm run the same module and
+arguments for comparison. Also runs a C program (--c-program, hungarian.c) on the fast path.
+Writes benchmarks/decode_speed.json and benchmarks/decode_speed.png (needs matplotlib).
+"""
+import argparse
+import io
+import json
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+LOOP_WAT = ('(module (func (export "f") (param i32) (result i32) (local i32) (loop (local.set 1 (i32.add '
+            '(local.get 1) (i32.rem_u (local.get 0) (i32.const 7)))) (local.set 0 (i32.sub (local.get 0) '
+            '(i32.const 1))) (br_if 0 (local.get 0))) (local.get 1)))')
+SHARED = Path("/work/shared")
+
+
+# ---- wasm baselines: instruction count (pywasm trace tool), wasmtime and plain pywasm timings ----
+def count_instructions(tool, wasm, func, args):
+    """(n_instr, n_end) from the pywasm trace tool, run as a subprocess."""
+    with tempfile.NamedTemporaryFile(suffix=".wasm") as f:
+        f.write(wasm)
+        f.flush()
+        cmd = [sys.executable, str(tool), f.name, "--func", func, "--args", *map(str, args)]
+        err = subprocess.run(cmd, capture_output=True, text=True, check=True).stderr
+    m = re.search(r"n_instr=(\d+) n_end=(\d+)", err)
+    return int(m.group(1)), int(m.group(2))
+
+
+def time_wasmtime(wasm, func, args, reps=7):
+    from toolchain import Wasmtime
+    times = []
+    for _ in range(reps):
+        inst = Wasmtime(wasm)                        # fresh instance each time (state), not timed
+        t0 = time.perf_counter()
+        out = inst.call(func, list(args))
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), out
+
+
+def time_pywasm(wasm, func, args, reps=3):
+    import pywasm
+    times = []
+    for _ in range(reps):
+        rt = pywasm.core.Runtime()
+        inst = rt.instance(pywasm.core.ModuleDesc.from_reader(io.BytesIO(wasm)))
+        t0 = time.perf_counter()
+        rt.invocate(inst, func, list(args))
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+# ---- decoding in chunks: [(t_mid, tokens, seconds)] ----
+def chunk_size(t, lo, hi):
+    return int(min(hi, max(lo, t // 8)))          # small chunks early: points spread on a log axis
+
+
+def fast_chunks(eng, prompt, total, lo=1000, hi=10000):
+    eng.generate(prompt, 0)                       # reset + feed the prompt (prefill), not timed
+    rows, toks = [], []
+    while len(toks) < total:
+        t0, n = eng.position(), min(chunk_size(eng.position(), lo, hi), total - len(toks))
+        s = time.perf_counter()
+        got = eng.continue_([], n)
+        rows.append((t0 + len(got) / 2, len(got), time.perf_counter() - s))
+        toks += got
+        if len(got) < n:
+            break                                 # EOS
+    return rows, toks
+
+
+def torch_chunks(model, cache, prompt, budget_s, max_tokens, lo, hi):
+    import torch
+    seq = torch.tensor([prompt])
+    rows, start = [], time.perf_counter()
+    with torch.no_grad():
+        seq = model.generate(seq, cache=cache, max_new_tokens=1)     # prefill, not timed
+        while time.perf_counter() - start < budget_s and seq.shape[1] - len(prompt) < max_tokens:
+            t0, n = seq.shape[1], chunk_size(seq.shape[1], lo, hi)
+            s = time.perf_counter()
+            seq = model.generate(seq, cache=cache, max_new_tokens=n)
+            rows.append((t0 + (seq.shape[1] - t0) / 2, seq.shape[1] - t0, time.perf_counter() - s))
+    return rows, seq[0, len(prompt):].tolist()
+
+
+def per_token_at(rows, t, spread=1.25):
+    """Mean seconds per token over the chunks whose middle lies in [t/spread, t*spread]."""
+    sel = [(n, dt) for tm, n, dt in rows if t / spread <= tm <= t * spread]
+    return sum(dt for _, dt in sel) / sum(n for n, _ in sel) if sel else None
+
+
+def us(x):
+    return "-" if x is None else f"{x * 1e6:,.1f} us"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="f(2000) (~122K tokens), 10 s per PyTorch path")
+    ap.add_argument("--n", type=int, default=None, help="loop argument (default 20000; --quick 2000)")
+    ap.add_argument("--hull-s", type=float, default=None, help="PyTorch hull path budget, s (60; --quick 10)")
+    ap.add_argument("--dense-s", type=float, default=None, help="PyTorch dense path budget, s (60; --quick 10)")
+    ap.add_argument("--hull-max", type=int, default=20000, help="at most this many hull-path tokens")
+    ap.add_argument("--trace-tool", default=str(SHARED / "tools/trace_pywasm.py"))
+    ap.add_argument("--c-program", default=str(SHARED / "corpus/c/hungarian.c"), help="C program, entry 'run'")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks/decode_speed"), help="prefix for .json/.png")
+    a = ap.parse_args(argv)
+    N = a.n or (2000 if a.quick else 20000)
+    hull_s = a.hull_s if a.hull_s is not None else (10 if a.quick else 60)
+    dense_s = a.dense_s if a.dense_s is not None else (10 if a.quick else 60)
+
+    from fast_engine import FastEngine
+    from reference_interpreter import ReferenceMachine
+    from toolchain import compile_c, wat_to_wasm
+    from wasm_lowering import load_program
+    res = {"n": N, "quick": a.quick}
+
+    # 1. fast path over the whole run
+    wasm = wat_to_wasm(LOOP_WAT)
+    prog = load_program(wasm, [("f", [("i32", N)])])
+    prompt = prog.prompt_ids()
+    expected = ReferenceMachine(prog).run(0)
+    eng = FastEngine(str(ROOT))
+    eng.generate(prompt, 1)                       # warm-up: builds the cross-attention memory hulls
+    c0 = time.process_time()
+    rows, toks = fast_chunks(eng, prompt, len(expected) + 10)
+    cpu = time.process_time() - c0
+    print(len(toks), len(expected), next((i for i,(x,y) in enumerate(zip(toks,expected)) if x!=y),None))
+    assert toks == expected, "fast path: tokens differ from the reference trace"
+    wall = sum(dt for _, _, dt in rows)
+    print(f"f({N}): prompt {len(prompt)} tokens, trace {len(toks):,} tokens; fast path "
+          f"{wall:.2f} s wall / {cpu:.2f} s cpu, tokens == reference trace")
+    res["fast"] = {"rows": rows, "tokens": len(toks), "wall_s": wall, "cpu_s": cpu,
+                   "max_hull_chain": max(s["upper"] + s["lower"] for s in eng.stats())}
+
+    # 4. wasm instruction count, wasmtime and pywasm on the same module and argument
+    n_instr, n_end = count_instructions(a.trace_tool, wasm, "f", [N])
+    wt_s, wt_out = time_wasmtime(wasm, "f", [N])
+    pw_s = time_pywasm(wasm, "f", [N])
+    res["loop_wasm"] = {"n_instr": n_instr, "n_end": n_end, "wasmtime_s": wt_s, "pywasm_s": pw_s,
+                        "result": wt_out}
+
+    # 2./3. PyTorch paths (same model, same prompt): hull cache and dense DynamicCache
+    import torch
+    from transformers.cache_utils import DynamicCache
+    from hull_cache import WasmHullCache
+    from modeling_wasm import WasmForCausalLM
+    model = WasmForCausalLM.from_pretrained(str(ROOT)).eval()
+    for name, cache, budget, cap, lo, hi in (("hull", WasmHullCache(model.config), hull_s, a.hull_max, 100, 2000),
+                                             ("dense", DynamicCache(), dense_s, 10 ** 9, 50, 250)):
+        t_rows, gen = torch_chunks(model, cache, prompt, budget, cap, lo, hi)
+        assert gen == expected[:len(gen)], f"{name} path: tokens differ from the reference trace"
+        print(f"{name} path: {len(gen):,} tokens in {sum(r[2] for r in t_rows):.1f} s, tokens == reference")
+        res[name] = {"rows": t_rows, "tokens": len(gen)}
+    del model
+
+    # 5. a C program on the fast path
+    cres = None
+    if Path(a.c_program).is_file():
+        cw = compile_c(a.c_program, "-O2")
+        cprog = load_program(cw, [("run", [])])
+        cexp = ReferenceMachine(cprog).run(0)
+        times = []
+        for _ in range(3):
+            eng.generate(cprog.prompt_ids(), 0)
+            s = time.perf_counter()
+            got = eng.continue_([], len(cexp) + 10)
+            times.append(time.perf_counter() - s)
+            assert got == cexp, "C program: fast-path tokens differ from the reference trace"
+        ci, ce = count_instructions(a.trace_tool, cw, "run", [])
+        cres = {"name": Path(a.c_program).name, "prompt": len(cprog.prompt_ids()), "tokens": len(cexp),
+                "fast_s": statistics.median(times), "n_instr": ci, "n_end": ce,
+                "wasmtime_s": time_wasmtime(cw, "run", [])[0], "pywasm_s": time_pywasm(cw, "run", [])}
+        res["c_program"] = cres
+
+    # 6. report
+    F = res["fast"]
+    marks = [t for t in (10_000, 100_000, 1_000_000) if t * 1.25 <= len(toks) + len(prompt)]
+    at = {t: per_token_at(rows, t) for t in marks}
+    F["per_token_at"] = at
+    print("\nPer-token decode time at position t (mean of the chunks with middle in [t/1.25, 1.25 t])")
+    print(f"{'path':8s}" + "".join(f"{'t=' + format(t, ','):>16s}" for t in (1_000, 3_000, 10_000, 100_000, 1_000_000)))
+    for name in ("fast", "hull", "dense"):
+        r = res[name]["rows"]
+        print(f"{name:8s}" + "".join(f"{us(per_token_at(r, t)):>16s}" for t in (1_000, 3_000, 10_000, 100_000, 1_000_000)))
+    if len(marks) >= 2:
+        print(f"fast path: t={marks[-1]:,} / t={marks[0]:,} per-token time ratio {at[marks[-1]] / at[marks[0]]:.2f}")
+    for name in ("hull", "dense"):
+        r = res[name]["rows"]
+        first, last = r[1] if len(r) > 1 else r[0], r[-1]
+        res[name]["growth"] = [first[0], first[2] / first[1], last[0], last[2] / last[1]]
+        print(f"{name} path: {us(first[2] / first[1])}/token at t~{first[0]:,.0f} -> "
+              f"{us(last[2] / last[1])}/token at t~{last[0]:,.0f} (x{(last[2] / last[1]) / (first[2] / first[1]):.1f})")
+
+    def speeds(label, tokens, secs, ni, wt, pw):
+        ips = ni / secs
+        print(f"{label:26s}{tokens / secs:>12,.0f}{ips:>12,.0f}{tokens / ni:>9.2f}{ni / wt:>14,.0f}"
+              f"{ni / pw:>12,.0f}{ips / (ni / wt):>12.2e}{ips / (ni / pw):>10.3f}")
+    print(f"\n{'program':26s}{'tok/s':>12s}{'instr/s':>12s}{'tok/ins':>9s}{'wasmtime i/s':>14s}"
+          f"{'pywasm i/s':>12s}{'vs wasmtime':>12s}{'vs pywasm':>10s}")
+    L = res["loop_wasm"]
+    speeds(f"loop f({N}) [fast]", len(toks), wall, n_instr, L["wasmtime_s"], L["pywasm_s"])
+    hull_rows = res["hull"]["rows"]
+    speeds(f"loop f({N}) [hull, {res['hull']['tokens'] // 1000}K tok]", res["hull"]["tokens"],
+           sum(r[2] for r in hull_rows), n_instr * res["hull"]["tokens"] / len(toks), L["wasmtime_s"], L["pywasm_s"])
+    if cres:
+        speeds(f"{cres['name']} [fast]", cres["tokens"], cres["fast_s"], cres["n_instr"],
+               cres["wasmtime_s"], cres["pywasm_s"])
+    print("(instr = executed wasm instructions as counted by trace_pywasm.py, end/else excluded; "
+          "the hull row assumes the run's average tokens per instruction)")
+
+    Path(a.out + ".json").write_text(json.dumps(res, indent=1))
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no plot")
+        return
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, style in (("fast", "-"), ("hull", "o-"), ("dense", "s-")):
+        r = res[name]["rows"]
+        ax.plot([x[0] for x in r], [x[2] / x[1] * 1e6 for x in r], style, ms=3,
+                label=f"{name} ({res[name]['tokens']:,} tokens)")
+    ax.set(xscale="log", yscale="log", xlabel="position t (tokens)", ylabel="time per token (us)",
+           title=f"Greedy decode time per token, loop f({N})")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(a.out + ".png", dpi=120)
+    print(f"wrote {a.out}.json and {a.out}.png")
+
+
+if __name__ == "__main__":
+    main()
