@@ -41,7 +41,7 @@ VOCAB_SIZE = PC_BASE + N_PC
 
 INSTR_LEN = 14                   # tokens per INSTR record; instruction p ends at position 14p + 13
 SLOT_BIAS = 1 << 15              # sa / sr are stored biased so that negative frame slots fit 16 bits
-MAX_PAGES = 256                  # linear memory cap: byte addresses stay below 2**24
+MAX_PAGES = 512                  # linear memory cap: byte addresses stay below 2**25 (exact parabolic keys)
 FB_LIMIT = 1 << 18               # a frame base beyond this traps with "call stack exhausted"
 
 

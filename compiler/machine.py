@@ -11,8 +11,8 @@ Layer by layer (each quantity lands in the first layer where its inputs exist):
                 next pc, a trap or EOS
 Op semantics live in `alu.py` (one function per group of micro-ops); this file is the plumbing.
 """
-from wasm_vocab import (EOS, FB_LIMIT, INSTR, INSTR_LEN, LOADS, MICRO_OPS, N_PC, OP, PC_BASE, SLOT_BIAS,
-                        TRAP_BASE, TRAPS, VOCAB_SIZE)
+from wasm_vocab import (EOS, FB_LIMIT, INSTR, INSTR_LEN, LOADS, MAX_PAGES, MICRO_OPS, N_PC, OP, PC_BASE,
+                        SLOT_BIAS, TRAP_BASE, TRAPS, VOCAB_SIZE)
 
 from . import alu
 from .graph import Graph, lin
@@ -165,7 +165,7 @@ class Machine:
         g, f, o = self.g, self.f, self.o
         E = self.a_lo + self.x
         self.E = E
-        self.E_c = E - g.ffn("mem.clamp", [(1, E - (1 << 24), 1)])
+        self.E_c = E - g.ffn("mem.clamp", [(1, E - 65536 * MAX_PAGES, 1)])   # (only out-of-bounds E is cut)
         mem_bytes = 65536 * self.pages
         oob = []
         for m in OPS_BY_KIND["load"] + OPS_BY_KIND["store"]:

@@ -33,6 +33,12 @@ def runner():
 
 
 @pytest.fixture(scope="session")
+def fast_runner():
+    from wasm_runner import Runner
+    return Runner(engine="fast")
+
+
+@pytest.fixture(scope="session")
 def dense_runner(runner):
     from wasm_runner import Runner
     r = Runner.__new__(Runner)

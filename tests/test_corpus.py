@@ -9,12 +9,6 @@ from toolchain import Wasmtime, compile_c
 EXPECTED = {"fib": 6765, "bubble": 3416315, "hungarian": 83}
 
 
-@pytest.fixture(scope="module")
-def fast_runner():
-    from wasm_runner import Runner
-    return Runner(engine="fast")
-
-
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_c_program_through_the_model(fast_runner, name):
     wasm = compile_c(SHARED / "corpus" / "c" / f"{name}.c", "-O2")
