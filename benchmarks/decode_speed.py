@@ -3,14 +3,12 @@
 
     python benchmarks/decode_speed.py [--quick] [--n 20000] [--hull-s 60] [--dense-s 60]
 
-One run, one machine: the loop program f(N) (f(20000): 240K wasm instructions, 1.22M tokens) is
-decoded in chunks by each path and the time per token is recorded as a function of the position t.
-FastEngine decodes the whole run (checked token for token against the reference interpreter); the
-Python hull and dense paths decode until their time budget is spent. Wasm instruction counts come
-from pywasm's instruction-level execution (--trace-tool, /work/shared/tools/trace_pywasm.py:
-every executed instruction except end/else); wasmtime and plain pywasm run the same module and
-arguments for comparison. Also runs a C program (--c-program, hungarian.c) on the fast path.
-Writes benchmarks/decode_speed.json and benchmarks/decode_speed.png (needs matplotlib).
+The loop program f(N) (f(20000): 240K wasm instructions, 1.22M tokens) is decoded in chunks by each
+path, in one run, recording time per token against the position t: FastEngine the whole run (checked
+against the reference interpreter), the PyTorch hull and dense paths until their time budget is spent.
+Wasm instructions are counted by pywasm (--trace-tool: every executed instruction but end/else);
+wasmtime and plain pywasm run the same module for comparison, and a C program (--c-program) runs on
+the fast path too. Writes benchmarks/decode_speed.json and .png (matplotlib).
 """
 import argparse
 import io
@@ -40,31 +38,32 @@ def count_instructions(tool, wasm, func, args):
         f.flush()
         cmd = [sys.executable, str(tool), f.name, "--func", func, "--args", *map(str, args)]
         err = subprocess.run(cmd, capture_output=True, text=True, check=True).stderr
-    m = re.search(r"n_instr=(\d+) n_end=(\d+)", err)
-    return int(m.group(1)), int(m.group(2))
+    return tuple(int(v) for v in re.search(r"n_instr=(\d+) n_end=(\d+)", err).groups())
 
 
-def time_wasmtime(wasm, func, args, reps=7):
-    from toolchain import Wasmtime
+def median_s(reps, setup, call):
+    """Median seconds of call(setup()) (a fresh instance each time: state; setup not timed), last result."""
     times = []
     for _ in range(reps):
-        inst = Wasmtime(wasm)                        # fresh instance each time (state), not timed
+        obj = setup()
         t0 = time.perf_counter()
-        out = inst.call(func, list(args))
+        out = call(obj)
         times.append(time.perf_counter() - t0)
     return statistics.median(times), out
 
 
+def time_wasmtime(wasm, func, args, reps=7):
+    from toolchain import Wasmtime
+    return median_s(reps, lambda: Wasmtime(wasm), lambda inst: inst.call(func, list(args)))
+
+
 def time_pywasm(wasm, func, args, reps=3):
     import pywasm
-    times = []
-    for _ in range(reps):
+
+    def setup():
         rt = pywasm.core.Runtime()
-        inst = rt.instance(pywasm.core.ModuleDesc.from_reader(io.BytesIO(wasm)))
-        t0 = time.perf_counter()
-        rt.invocate(inst, func, list(args))
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        return rt, rt.instance(pywasm.core.ModuleDesc.from_reader(io.BytesIO(wasm)))
+    return median_s(reps, setup, lambda ri: ri[0].invocate(ri[1], func, list(args)))[0]
 
 
 # ---- decoding in chunks: [(t_mid, tokens, seconds)] ----
@@ -72,7 +71,7 @@ def chunk_size(t, lo, hi):
     return int(min(hi, max(lo, t // 8)))          # small chunks early: points spread on a log axis
 
 
-def fast_chunks(eng, prompt, total, lo=1000, hi=10000):
+def fast_chunks(eng, prompt, total, lo=500, hi=10000):
     eng.generate(prompt, 0)                       # reset + feed the prompt (prefill), not timed
     rows, toks = [], []
     while len(toks) < total:
@@ -89,10 +88,10 @@ def fast_chunks(eng, prompt, total, lo=1000, hi=10000):
 def torch_chunks(model, cache, prompt, budget_s, max_tokens, lo, hi):
     import torch
     seq = torch.tensor([prompt])
-    rows, start = [], time.perf_counter()
+    rows = []
     with torch.no_grad():
-        seq = model.generate(seq, cache=cache, max_new_tokens=1)     # prefill, not timed
-        while time.perf_counter() - start < budget_s and seq.shape[1] - len(prompt) < max_tokens:
+        seq, start = model.generate(seq, cache=cache, max_new_tokens=1), time.perf_counter()  # prefill: untimed
+        while not rows or time.perf_counter() - start < budget_s and seq.shape[1] - len(prompt) < max_tokens:
             t0, n = seq.shape[1], chunk_size(seq.shape[1], lo, hi)
             s = time.perf_counter()
             seq = model.generate(seq, cache=cache, max_new_tokens=n)
@@ -123,8 +122,7 @@ def main(argv=None):
     ap.add_argument("--out", default=str(ROOT / "benchmarks/decode_speed"), help="prefix for .json/.png")
     a = ap.parse_args(argv)
     N = a.n or (2000 if a.quick else 20000)
-    hull_s = a.hull_s if a.hull_s is not None else (10 if a.quick else 60)
-    dense_s = a.dense_s if a.dense_s is not None else (10 if a.quick else 60)
+    hull_s, dense_s = [(10 if a.quick else 60) if v is None else v for v in (a.hull_s, a.dense_s)]
 
     from fast_engine import FastEngine
     from reference_interpreter import ReferenceMachine
@@ -175,16 +173,12 @@ def main(argv=None):
         cw = compile_c(a.c_program, "-O2")
         cprog = load_program(cw, [("run", [])])
         cexp = ReferenceMachine(cprog).run(0)
-        times = []
-        for _ in range(3):
-            eng.generate(cprog.prompt_ids(), 0)
-            s = time.perf_counter()
-            got = eng.continue_([], len(cexp) + 10)
-            times.append(time.perf_counter() - s)
-            assert got == cexp, "C program: fast-path tokens differ from the reference trace"
+        fast_s, got = median_s(3, lambda: eng.generate(cprog.prompt_ids(), 0),   # prompt fed, not timed
+                               lambda _: eng.continue_([], len(cexp) + 10))
+        assert got == cexp, "C program: fast-path tokens differ from the reference trace"
         ci, ce = count_instructions(a.trace_tool, cw, "run", [])
         cres = {"name": Path(a.c_program).name, "prompt": len(cprog.prompt_ids()), "tokens": len(cexp),
-                "fast_s": statistics.median(times), "n_instr": ci, "n_end": ce,
+                "fast_s": fast_s, "n_instr": ci, "n_end": ce,
                 "wasmtime_s": time_wasmtime(cw, "run", [])[0], "pywasm_s": time_pywasm(cw, "run", [])}
         res["c_program"] = cres
 
@@ -192,10 +186,10 @@ def main(argv=None):
     marks = [t for t in (10_000, 100_000, 1_000_000) if t * 1.1 <= len(toks) + len(prompt)]
     at = res["fast"]["per_token_at"] = {t: per_token_at(rows, t) for t in marks}
     print("\nPer-token decode time at position t (mean of the chunks with middle in [t/1.2, 1.2 t])")
-    print(f"{'path':8s}" + "".join(f"{'t=' + format(t, ','):>16s}" for t in (1_000, 3_000, 10_000, 100_000, 1_000_000)))
+    cols = (1_000, 3_000, 10_000, 100_000, 1_000_000)
+    print(f"{'path':8s}" + "".join(f"{'t=' + format(t, ','):>16s}" for t in cols))
     for name in ("fast", "hull", "dense"):
-        r = res[name]["rows"]
-        print(f"{name:8s}" + "".join(f"{us(per_token_at(r, t)):>16s}" for t in (1_000, 3_000, 10_000, 100_000, 1_000_000)))
+        print(f"{name:8s}" + "".join(f"{us(per_token_at(res[name]['rows'], t)):>16s}" for t in cols))
     if len(marks) >= 2:
         print(f"fast path: t={marks[-1]:,} / t={marks[0]:,} per-token time ratio {at[marks[-1]] / at[marks[0]]:.2f}")
     for name in ("hull", "dense"):
@@ -203,16 +197,21 @@ def main(argv=None):
         first, last = r[1] if len(r) > 1 else r[0], r[-1]
         res[name]["growth"] = [first[0], first[2] / first[1], last[0], last[2] / last[1]]
         print(f"{name} path: {us(first[2] / first[1])}/token at t~{first[0]:,.0f} -> "
-              f"{us(last[2] / last[1])}/token at t~{last[0]:,.0f} (x{(last[2] / last[1]) / (first[2] / first[1]):.1f})")
+              f"{us(last[2] / last[1])}/token at t~{last[0]:,.0f} (x{(last[2] / last[1]) / (first[2] / first[1]):.2f})")
+    import numpy as np                            # dense: per-token time = a + b t (the key scan)
+    b, a0 = np.polyfit([r[0] for r in res["dense"]["rows"]], [r[2] / r[1] for r in res["dense"]["rows"]], 1)
+    T, res["dense"]["fit_a_b"] = len(toks) + len(prompt), [a0, b]
+    print(f"dense fit: {a0 * 1e3:.2f} ms + {b * 1e9:.0f} ns * t per token -> {(a0 + b * 1e6) * 1e3:,.0f} ms at t=1M; "
+          f"the whole f({N}) run would take ~{(a0 * T + b * T * T / 2) / 3600:,.0f} h dense, "
+          f"~{res['hull']['growth'][3] * T / 3600:.1f} h hull (at its last rate), {wall:.0f} s fast")
 
     def speeds(label, tokens, secs, ni, wt_ips, pw_ips):
         ips = ni / secs
-        print(f"{label:28s}{tokens / secs:>10,.0f}{ips:>10,.0f}{tokens / ni:>8.2f}{wt_ips:>14,.0f}"
-              f"{pw_ips:>11,.0f}{ips / wt_ips:>12.2e}{ips / pw_ips:>10.3f}")
-    print(f"\n{'program [path]':28s}{'tok/s':>10s}{'instr/s':>10s}{'tok/ins':>8s}{'wasmtime i/s':>14s}"
+        print(f"{label:34s}{tokens / secs:>10,.0f}{ips:>10,.0f}{tokens / ni:>8.2f}{wt_ips:>14,.0f}"
+              f"{pw_ips:>11,.0f}{ips / wt_ips:>12.2e}{ips / pw_ips:>10.2g}")
+    print(f"\n{'program [path]':34s}{'tok/s':>10s}{'instr/s':>10s}{'tok/ins':>8s}{'wasmtime i/s':>14s}"
           f"{'pywasm i/s':>11s}{'vs wasmtime':>12s}{'vs pywasm':>10s}")
-    L = res["loop_wasm"]
-    wt, pw = n_instr / L["wasmtime_s"], n_instr / L["pywasm_s"]
+    wt, pw = n_instr / wt_s, n_instr / pw_s
     speeds(f"loop f({N}) [fast]", len(toks), wall, n_instr, wt, pw)
     H = res["hull"]
     speeds(f"loop f({N}) [hull, {H['tokens']:,} tok]", H["tokens"], sum(r[2] for r in H["rows"]),
@@ -236,12 +235,13 @@ def main(argv=None):
         r = res[name]["rows"]
         ax.plot([x[0] for x in r], [x[2] / x[1] * 1e6 for x in r], style, ms=3,
                 label=f"{name} ({res[name]['tokens']:,} tokens)")
+    ts = np.geomspace(res["dense"]["rows"][-1][0], T, 30)
+    ax.plot(ts, (a0 + b * ts) * 1e6, ":", color="C2", label="dense, a + b t fit extrapolated")
     ax.set(xscale="log", yscale="log", xlabel="position t (tokens)", ylabel="time per token (us)",
            title=f"Greedy decode time per token, loop f({N})")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(a.out + ".png", dpi=120)
+    fig.savefig(a.out + ".png", dpi=120, bbox_inches="tight")
     print(f"wrote {a.out}.json and {a.out}.png")
 
 
