@@ -40,6 +40,20 @@ def _alu(name, a, b, c):
     return table[name]() & M32
 
 
+def _s64(v):
+    return v - (1 << 64) if v >> 63 else v
+
+
+I64_OPS = {
+    "ADD64": lambda a, b: a + b, "SUB64": lambda a, b: a - b,
+    "EQZ64": lambda a, b: int(a == 0), "EQ64": lambda a, b: int(a == b), "NE64": lambda a, b: int(a != b),
+    "LT_U64": lambda a, b: int(a < b), "GT_U64": lambda a, b: int(a > b),
+    "LE_U64": lambda a, b: int(a <= b), "GE_U64": lambda a, b: int(a >= b),
+    "LT_S64": lambda a, b: int(_s64(a) < _s64(b)), "GT_S64": lambda a, b: int(_s64(a) > _s64(b)),
+    "LE_S64": lambda a, b: int(_s64(a) <= _s64(b)), "GE_S64": lambda a, b: int(_s64(a) >= _s64(b)),
+}
+
+
 class ReferenceMachine:
     """Runs a wasm_lowering.Program one micro-instruction at a time, keeping the state (slots,
     memory, frames) across invocations exactly as the trace does."""
@@ -106,6 +120,8 @@ class ReferenceMachine:
                     v = int.from_bytes(self.mem[addr:addr + w], "little")
                     if signed and v >> (8 * w - 1):
                         v -= 1 << (8 * w)
+            elif name in I64_OPS:
+                v = I64_OPS[name](a & M64, b & M64)
             elif name in EXTENDS:
                 bits = EXTENDS[name]
                 v = a & ((1 << bits) - 1)

@@ -112,11 +112,16 @@ _SPECS = [
     ("EXT8S", "value", 4), ("EXT16S", "value", 4),      # sign-extend the low 8 / 16 bits of a
     ("MSIZE", "value", 4),        # memory.size
     ("GROWCHK", "value", 4),      # memory.grow's result: the old size if a more pages fit in x, else -1
+    # i64 operators with an i32 result
+    ("EQZ64", "value", 4), ("EQ64", "value", 4), ("NE64", "value", 4),
+    ("LT_S64", "value", 4), ("LT_U64", "value", 4), ("GT_S64", "value", 4), ("GT_U64", "value", 4),
+    ("LE_S64", "value", 4), ("LE_U64", "value", 4), ("GE_S64", "value", 4), ("GE_U64", "value", 4),
     # 8-byte values
     ("CONST64", "value", 8), ("GINIT64", "value", 8),
     ("MOVE64", "value", 8), ("LGET64", "value", 8), ("GGET64", "value", 8), ("GSET64", "value", 8),
     ("RESULT64", "value", 8), ("SELECT64", "value", 8),
     ("EXT64_8S", "value", 8), ("EXT64_16S", "value", 8), ("EXT64_32S", "value", 8),
+    ("ADD64", "value", 8), ("SUB64", "value", 8),
 ]
 # sign extensions: micro-op -> bits of a that are kept
 EXTENDS = {"EXT8S": 8, "EXT16S": 16, "EXT64_8S": 8, "EXT64_16S": 16, "EXT64_32S": 32}

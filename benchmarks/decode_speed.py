@@ -33,10 +33,9 @@ SHARED = Path("/work/shared")
 # ---- wasm baselines: instruction count (pywasm trace tool), wasmtime and plain pywasm timings ----
 def count_instructions(tool, wasm, func, args):
     """(n_instr, n_end) from the pywasm trace tool, run as a subprocess."""
-    with tempfile.NamedTemporaryFile(suffix=".wasm") as f:
-        f.write(wasm)
-        f.flush()
-        cmd = [sys.executable, str(tool), f.name, "--func", func, "--args", *map(str, args)]
+    with tempfile.TemporaryDirectory() as tmp:
+        (path := Path(tmp) / "module.wasm").write_bytes(wasm)
+        cmd = [sys.executable, str(tool), str(path), "--func", func, "--args", *map(str, args)]
         err = subprocess.run(cmd, capture_output=True, text=True, check=True).stderr
     return tuple(int(v) for v in re.search(r"n_instr=(\d+) n_end=(\d+)", err).groups())
 
@@ -99,10 +98,12 @@ def torch_chunks(model, cache, prompt, budget_s, max_tokens, lo, hi):
     return rows, seq[0, len(prompt):].tolist()
 
 
-def per_token_at(rows, t, spread=1.2):
-    """Mean seconds per token over the chunks whose middle lies in [t/spread, t*spread]."""
+def per_token_at(rows, t, spread=1.2, fastest=False):
+    """Mean (or fastest chunk's) seconds per token over the chunks with middle in [t/spread, t*spread]."""
     sel = [(n, dt) for tm, n, dt in rows if t / spread <= tm <= t * spread]
-    return sum(dt for _, dt in sel) / sum(n for n, _ in sel) if sel else None
+    if not sel:
+        return None
+    return min(dt / n for n, dt in sel) if fastest else sum(dt for _, dt in sel) / sum(n for n, _ in sel)
 
 
 def us(x):
@@ -177,29 +178,31 @@ def main(argv=None):
                                lambda _: eng.continue_([], len(cexp) + 10))
         assert got == cexp, "C program: fast-path tokens differ from the reference trace"
         ci, ce = count_instructions(a.trace_tool, cw, "run", [])
-        cres = {"name": Path(a.c_program).name, "prompt": len(cprog.prompt_ids()), "tokens": len(cexp),
-                "fast_s": fast_s, "n_instr": ci, "n_end": ce,
-                "wasmtime_s": time_wasmtime(cw, "run", [])[0], "pywasm_s": time_pywasm(cw, "run", [])}
-        res["c_program"] = cres
+        cres = res["c_program"] = {
+            "name": Path(a.c_program).name, "prompt": len(cprog.prompt_ids()), "tokens": len(cexp),
+            "fast_s": fast_s, "n_instr": ci, "n_end": ce,
+            "wasmtime_s": time_wasmtime(cw, "run", [])[0], "pywasm_s": time_pywasm(cw, "run", [])}
 
     # 6. report
     marks = [t for t in (10_000, 100_000, 1_000_000) if t * 1.1 <= len(toks) + len(prompt)]
     at = res["fast"]["per_token_at"] = {t: per_token_at(rows, t) for t in marks}
-    print("\nPer-token decode time at position t (mean of the chunks with middle in [t/1.2, 1.2 t])")
+    lo = res["fast"]["fastest_chunk_at"] = {t: per_token_at(rows, t, fastest=True) for t in marks}
     cols = (1_000, 3_000, 10_000, 100_000, 1_000_000)
-    print(f"{'path':8s}" + "".join(f"{'t=' + format(t, ','):>16s}" for t in cols))
+    print("\nPer-token decode time at position t (mean of the chunks with middle in [t/1.2, 1.2 t])\n"
+          f"{'path':8s}" + "".join(f"{'t=' + format(t, ','):>16s}" for t in cols))
     for name in ("fast", "hull", "dense"):
         print(f"{name:8s}" + "".join(f"{us(per_token_at(res[name]['rows'], t)):>16s}" for t in cols))
     if len(marks) >= 2:
-        print(f"fast path: t={marks[-1]:,} / t={marks[0]:,} per-token time ratio {at[marks[-1]] / at[marks[0]]:.2f}")
+        print(f"fast path: t={marks[-1]:,} / t={marks[0]:,} per-token time ratio {at[marks[-1]] / at[marks[0]]:.2f} "
+              f"(fastest chunks: {us(lo[marks[0]])} -> {us(lo[marks[-1]])}, {lo[marks[-1]] / lo[marks[0]]:.2f})")
     for name in ("hull", "dense"):
-        r = res[name]["rows"]
-        first, last = r[1] if len(r) > 1 else r[0], r[-1]
+        first, last = (r := res[name]["rows"])[min(1, len(r) - 1)], r[-1]      # chunk 0 right after prefill
         res[name]["growth"] = [first[0], first[2] / first[1], last[0], last[2] / last[1]]
         print(f"{name} path: {us(first[2] / first[1])}/token at t~{first[0]:,.0f} -> "
               f"{us(last[2] / last[1])}/token at t~{last[0]:,.0f} (x{(last[2] / last[1]) / (first[2] / first[1]):.2f})")
     import numpy as np                            # dense: per-token time = a + b t (the key scan)
-    b, a0 = np.polyfit([r[0] for r in res["dense"]["rows"]], [r[2] / r[1] for r in res["dense"]["rows"]], 1)
+    dr = res["dense"]["rows"]
+    b, a0 = (max(c, 0.0) for c in np.polyfit([r[0] for r in dr], [r[2] / r[1] for r in dr], 1))
     T, res["dense"]["fit_a_b"] = len(toks) + len(prompt), [a0, b]
     print(f"dense fit: {a0 * 1e3:.2f} ms + {b * 1e9:.0f} ns * t per token -> {(a0 + b * 1e6) * 1e3:,.0f} ms at t=1M; "
           f"the whole f({N}) run would take ~{(a0 * T + b * T * T / 2) / 3600:,.0f} h dense, "
@@ -224,18 +227,15 @@ def main(argv=None):
 
     Path(a.out + ".json").write_text(json.dumps(res, indent=1))
     try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt           # no display: the Agg backend (savefig only)
     except ImportError:
-        print("matplotlib not installed: no plot")
-        return
+        return print("matplotlib not installed: no plot")
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, style in (("fast", "-"), ("hull", "o-"), ("dense", "s-")):
         r = res[name]["rows"]
         ax.plot([x[0] for x in r], [x[2] / x[1] * 1e6 for x in r], style, ms=3,
                 label=f"{name} ({res[name]['tokens']:,} tokens)")
-    ts = np.geomspace(res["dense"]["rows"][-1][0], T, 30)
+    ts = np.geomspace(dr[-1][0], T, 30)
     ax.plot(ts, (a0 + b * ts) * 1e6, ":", color="C2", label="dense, a + b t fit extrapolated")
     ax.set(xscale="log", yscale="log", xlabel="position t (tokens)", ylabel="time per token (us)",
            title=f"Greedy decode time per token, loop f({N})")

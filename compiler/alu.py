@@ -92,6 +92,15 @@ def build(m):
     fits = step(g, "alu.grow_fits", m.x - m.pages - a, 0)
     m.brtable_over = g.ffn("alu.brtable_over", [(1, a - m.x + when(f["BRTABLE"]), 1)])
     ones = TWO32 - 1
+    # i64: the high halves decide unless equal
+    h_lt_u = step(g, "alu.hi_lt_u", m.b_hi - m.a_hi, 1)
+    h_gt_u = step(g, "alu.hi_gt_u", m.a_hi - m.b_hi, 1)
+    h_lt_s = step(g, "alu.hi_lt_s", m.b_shi - m.a_shi, 1)
+    h_gt_s = step(g, "alu.hi_gt_s", m.a_shi - m.b_shi, 1)
+    h_eq = equals(g, "alu.hi_eq", m.a_hi - m.b_hi)
+    h_wrap = step(g, "alu.hi_add_wraps", m.a_hi + m.b_hi, TWO32)
+    h_full = equals(g, "alu.hi_add_is_max", m.a_hi + m.b_hi - ones)
+    eqz64 = g.ffn("alu.eqz64", [(1, 1 - a - m.a_hi, 1)])
 
     a64 = (a, m.a_hi)
     and_ = sum((L[k] * 256 ** k for k in range(4)), lin(0))
@@ -140,6 +149,22 @@ def build(m):
     fg, fk = f["GROW"], f["GROWCHK"]                        # grow: the new size; the result: old size or -1
     lo_terms += [(1, 1 + when(fg), m.pages), (1, 1 + when(fg, fits), a),
                  (1, 1 + when(fk), ones), (1, 1 + when(fk, fits), m.pages - ones)]
+    # 64-bit comparisons (i32 results): high-half flag, or equal high halves and the low-half flag
+    for name, hi_flag, lo_flag, negate in (("LT_U64", h_lt_u, lt_u, False), ("GT_U64", h_gt_u, gt_u, False),
+                                           ("GE_U64", h_lt_u, lt_u, True), ("LE_U64", h_gt_u, gt_u, True),
+                                           ("LT_S64", h_lt_s, lt_u, False), ("GT_S64", h_gt_s, gt_u, False),
+                                           ("GE_S64", h_lt_s, lt_u, True), ("LE_S64", h_gt_s, gt_u, True)):
+        sgn = -1 if negate else 1
+        lo_terms += [(1, 1 + when(f[name]), (1 - hi_flag) if negate else hi_flag),
+                     (sgn, 1 + when(f[name], h_eq, lo_flag), 1)]
+    lo_terms += [(1, 1 + when(f["EQ64"], h_eq, eq), 1), (1, 1 + when(f["NE64"]), 1),
+                 (-1, 1 + when(f["NE64"], h_eq, eq), 1), (1, 1 + when(f["EQZ64"]), eqz64)]
+    fadd, fsub = f["ADD64"], f["SUB64"]
+    lo_terms += [(1, 1 + when(fadd), a + b - TWO32 * carry), (1, 1 + when(fsub), a - b + TWO32 * lt_u)]
+    hi_terms += [(1, 1 + when(fadd), m.a_hi + m.b_hi + carry - TWO32 * h_wrap),
+                 (-TWO32, 1 + when(fadd, h_full, carry), 1),
+                 (1, 1 + when(fsub), m.a_hi - m.b_hi - lt_u + TWO32 * h_lt_u),
+                 (TWO32, 1 + when(fsub, h_eq, lt_u), 1)]
     fa = f["SIGNA"]                                         # a < 0 ? -c mod 2**32 : c
     lo_terms += [(1, 1 + when(fa), c), (1, 1 + when(fa, a_neg), TWO32 - 2 * c), (-TWO32, 1 + when(fa, a_neg, c_zero), 1)]
     m.X_lo = g.ffn("alu.X_lo", lo_terms)
@@ -155,7 +180,9 @@ def build(m):
                                   "LOAD32", "LOAD8_S", "LOAD8_U", "LOAD16_S", "LOAD16_U", "LOAD64", "MUL", "CTZ",
                                   "POW2", "POW2N", "CNOT", "SFIX", "SIGNFIX", "SIGNA", "DIV_U",
                                   "GROW", "GROWCHK", "BRTABLE", "LOAD64_8S", "LOAD64_8U", "LOAD64_16S",
-                                  "LOAD64_16U", "LOAD64_32S", "LOAD64_32U"}
+                                  "LOAD64_16U", "LOAD64_32S", "LOAD64_32U", "ADD64", "SUB64", "EQZ64", "EQ64",
+                                  "NE64", "LT_S64", "LT_U64", "GT_S64", "GT_U64", "LE_S64", "LE_U64", "GE_S64",
+                                  "GE_U64"}
 
 
 def division_terms(m, role):

@@ -88,6 +88,8 @@ class Machine:
         sign = g.ffn("wr.sign", [(1, w[1] - 127 + when(o[4]), 1), (-1, w[1] - 128 + when(o[4]), 1),
                                  (1, w[5] - 127 + when(o[8]), 1), (-1, w[5] - 128 + when(o[8]), 1)])
         self.wslo = self.wlo - (1 << 32) * sign
+        sign_hi = g.ffn("wr.sign_hi", [(1, w[1] - 127 + when(o[8]), 1), (-1, w[1] - 128 + when(o[8]), 1)])
+        self.wshi = self.whi - (1 << 32) * sign_hi
         # a frame record's new frame base: bytes 1-4 (ENTER, CALL) or 3-6 (RET)
         # (zero inside the program records, so the frame base is sane everywhere)
         self.wfb = g.ffn("wr.fb", [(1, o[4] + self.in_pc - 1, self.W4),
@@ -147,8 +149,9 @@ class Machine:
 
         (self.a_lo, self.a_hi), (self.a_slo, self.a_lo16), (self.a_wt, self.a_wA) = read(
             "opa", self.A_a, (self.wlo, self.whi), (self.wslo, self.wlo16), (self.t, self.A_r))
-        (self.b_lo, self.b_hi), (self.b_slo, self.b_lo16), (self.b_lo8, _) = read(
-            "opb", self.A_a + 1, (self.wlo, self.whi), (self.wslo, self.wlo16), (self.wlo8, 0))
+        (self.b_lo, self.b_hi), (self.b_slo, self.b_lo16), (self.b_lo8, self.b_shi) = read(
+            "opb", self.A_a + 1, (self.wlo, self.whi), (self.wslo, self.wlo16), (self.wlo8, self.wshi))
+        ((self.a_shi, _),) = read("opa.shi", self.A_a, (self.wshi, 0))
         ((self.c_lo, self.c_slo),) = read("opc", self.A_a + 2, (self.wlo, self.wslo))
         wb = self.wbytes
         self.a_bytes = [x for pair in read("opa.bytes", self.A_a, (wb[0], wb[1]), (wb[2], wb[3])) for x in pair]
