@@ -40,7 +40,7 @@ def test_spec_traces_equal_the_reference(fast_runner, module):
     for k in range(len(rows)):
         if session.program.invocations[k].error:
             continue
-        out = session.run(k)
+        out = session.run(k, 5_000_000)
         assert out.generated == ref.run(k), (module, rows[k]["line"])
         ran += 1
     assert ran > 5
