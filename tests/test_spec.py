@@ -44,3 +44,20 @@ def test_spec_traces_equal_the_reference(fast_runner, module):
         assert out.generated == ref.run(k), (module, rows[k]["line"])
         ran += 1
     assert ran > 5
+
+
+@pytest.mark.parametrize("module", ["i32/i32.0.wasm", "br_if/br_if.0.wasm"])
+def test_spec_hull_equals_dense(runner, dense_runner, module):
+    """generate() with the hull cache and with the dense scan give the same tokens on spec invocations."""
+    rows = [json.loads(line) for line in CASES.read_text().splitlines()]
+    rows = [r for r in rows if r["module"] == module][:3]
+    wasm = (CASES.parent / module).read_bytes()
+    invocations = [(r["func"], [(v["type"], _value(v)) for v in r["args"]]) for r in rows]
+    hull = runner.session(wasm, invocations, strict=False)
+    dense = dense_runner.session(wasm, invocations, strict=False)
+    ran = 0
+    for k in range(len(rows)):
+        if not hull.program.invocations[k].error:
+            assert hull.run(k, 2000).generated == dense.run(k, 2000).generated
+            ran += 1
+    assert ran
