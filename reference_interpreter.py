@@ -1,7 +1,7 @@
 """Executor 1 of 3: a plain-Python interpreter of the micro-program that writes the exact token
 trace the transformer must generate. It shares nothing with the weight compiler but the
 vocabulary, so a disagreement points at the semantics, not at the construction."""
-from wasm_vocab import EOS, EXTENDS, FB_LIMIT, LOADS, OP, pc_token, trap_token
+from wasm_vocab import EOS, EXTENDS, FB_LIMIT, LOADS, OP, TRAPS, pc_token, trap_token
 
 M32, M64 = (1 << 32) - 1, (1 << 64) - 1
 
@@ -148,16 +148,22 @@ class ReferenceMachine:
                 v = b & ((1 << (8 * width)) - 1)
                 self.mem[addr:addr + width] = v.to_bytes(width, "little")
                 return pc + 1, list(v.to_bytes(width, "big")), False
-        elif name == "CALL":
+        elif name == "TRAP":
+            trap = TRAPS[ins.x]
+        elif name in ("CALL", "CALLI"):
             new_fb = fb + ins.x
             if new_fb > FB_LIMIT:
                 trap = "call stack exhausted"
             else:
+                index = self.slots.get(new_fb - 1, 0)
                 self.headers[new_fb - 1] = (fb, pc, self.serial)
                 self.fb, self.serial = new_fb, self.next_serial
                 self.next_serial += 1
                 self.written_in[new_fb - 1] = self.serial
-                return ins.y, list(new_fb.to_bytes(4, "big")), False
+                target = ins.y
+                if name == "CALLI":                       # the index sits where the header now is
+                    target += min(index & M32, ins.sr)
+                return target, list(new_fb.to_bytes(4, "big")), False
         elif name == "RET":
             caller_fb, call_pc, caller_serial = self.headers[fb - 1]
             self.fb, self.serial = caller_fb, caller_serial

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 
 try:
     from .wasm_binary import WasmError, decode_module
-    from .wasm_vocab import INSTR_LEN, MAX_PAGES, N_PC, OP, instr_tokens, pc_token
+    from .wasm_vocab import INSTR_LEN, MAX_PAGES, N_PC, OP, TRAPS, instr_tokens, pc_token
 except ImportError:  # loaded as a plain module
     from wasm_binary import WasmError, decode_module
-    from wasm_vocab import INSTR_LEN, MAX_PAGES, N_PC, OP, instr_tokens, pc_token
+    from wasm_vocab import INSTR_LEN, MAX_PAGES, N_PC, OP, TRAPS, instr_tokens, pc_token
 
 class InvocationError(ValueError):
     """The module is fine but the call is not: an unknown export, wrong arguments."""
@@ -112,6 +112,25 @@ class Program:
     def enter_ids(self, k):
         """The record that starts invocation k: the runner appends it after the previous EOS."""
         return [pc_token(self.invocations[k].enter_pc), *self.fb_root.to_bytes(4, "big")]
+
+
+def _table_elements(module, tableidx, ins):
+    """The table's contents after instantiation: None for empty slots."""
+    n_imported = sum(1 for imp in module.imports if imp.kind == "table")
+    if tableidx < n_imported:
+        raise WasmError("unsupported imported table", ins.offset)
+    size = module.tables[tableidx][0]
+    slots = [None] * size
+    for seg_table, offset, items in module.elements:
+        if seg_table != tableidx:
+            continue
+        start = _const_value(module, offset, [])
+        if start + len(items) > size:
+            raise WasmError("element segment does not fit the table", ins.offset)
+        slots[start:start + len(items)] = items
+    if any(f is not None and f < _n_imported_funcs(module) for f in slots):
+        raise WasmError("unsupported imported function in a table", ins.offset)
+    return slots
 
 
 def _n_imported_funcs(module):
@@ -211,7 +230,23 @@ class _FunctionLowering:
             self.move(ins, ty, self.slot(h - len(results) + k), k - 1 - self.np)
         self.emit("RET", ins)
 
+    def dispatch_tables(self):
+        """One table per call_indirect: entry i jumps to element i's function or traps as
+        wasmtime does; the last entry (index out of range) traps with undefined element."""
+        for at, ft, tableidx, ins in self.dispatch:
+            elements = _table_elements(self.module, tableidx, ins)
+            self.out[at].y, self.out[at].sr = len(self.out), len(elements)
+            for func in elements:
+                if func is None:
+                    self.emit("TRAP", ins, x=TRAPS.index("uninitialized element"))
+                elif self.module.func_types[func] != ft:
+                    self.emit("TRAP", ins, x=TRAPS.index("indirect call type mismatch"))
+                else:
+                    self.callees.append((self.emit("JUMP", ins), func))
+            self.emit("TRAP", ins, x=TRAPS.index("undefined element: out of bounds table access"))
+
     def run(self):
+        self.dispatch = []
         frames = [_Ctl("func", 0, results=self.fn.type.results)]
         for ins in self.fn.body:
             op, h = ins.op, ins.height
@@ -232,6 +267,7 @@ class _FunctionLowering:
             else:
                 del self.types[h:]
                 self.step(ins, op, h, frames)
+        self.dispatch_tables()
         return self.out
 
     def end(self, frames, ins):
@@ -280,6 +316,14 @@ class _FunctionLowering:
             if f < _n_imported_funcs(self.module):
                 raise WasmError("unsupported call to an imported function", ins.offset)
             self.callees.append((self.emit("CALL", ins, x=slot(h) + 1), f))
+            del types[h - len(ft.params):]
+            types += list(ft.results)
+        elif op == "call_indirect":
+            typeidx, tableidx = ins.imm
+            ft = self.module.types[typeidx]
+            h -= 1                                         # the table index, on top of the arguments
+            at = self.emit("CALLI", ins, sa=-1, x=slot(h) + 1)
+            self.dispatch.append((at, ft, tableidx, ins))
             del types[h - len(ft.params):]
             types += list(ft.results)
         elif op == "local.get":

@@ -75,12 +75,15 @@ class MicroOp:
 
 _SPECS = [
     ("HALT", "jump", 0), ("UNREACHABLE", "jump", 0),
+    ("TRAP", "jump", 0),          # traps with TRAPS[x]
     ("CHKOVF", "jump", 0),        # traps "integer overflow" if a == INT32_MIN and b == -1
     ("JUMP", "jump", 0), ("JZ", "jump", 0), ("JNZ", "jump", 0),          # a = condition, y = target
     ("BRTABLE", "jump", 0),       # to y + min(a, x): a jump table of x + 1 entries follows
     ("STORE8", "store", 1), ("STORE16", "store", 2), ("STORE32", "store", 4), ("STORE64", "store", 8),
     ("ENTER", "frame", 4),        # prompt only: the root frame base
     ("CALL", "frame", 4),         # x = frame delta, y = callee entry pc
+    ("CALLI", "frame", 4),        # call_indirect: like CALL, then to y + min(index, sr) (a dispatch table);
+                                  # the index is read at slot -1 of the new frame (its header slot)
     ("RET", "frame", 6),          # return pc (2 bytes) and the caller's frame base, from the header
     ("MEMSIZE", "prompt", 4),     # memory size in pages
     ("GROW", "memsize", 4),       # memory.grow by a pages, up to x pages: the new memory size

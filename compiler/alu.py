@@ -91,6 +91,7 @@ def build(m):
     s16 = step(g, "alu.low16_neg", m.a_lo16, 1 << 15)
     fits = step(g, "alu.grow_fits", m.x - m.pages - a, 0)
     m.brtable_over = g.ffn("alu.brtable_over", [(1, a - m.x + when(f["BRTABLE"]), 1)])
+    m.calli_over = g.ffn("alu.calli_over", [(1, a - m.sr + when(f["CALLI"]), 1)])
     ones = TWO32 - 1
     # i64: the high halves decide unless equal
     h_lt_u = step(g, "alu.hi_lt_u", m.b_hi - m.a_hi, 1)
@@ -115,7 +116,7 @@ def build(m):
         "LT_S": (lt_s, 0), "GT_S": (gt_s, 0), "LE_S": (1 - gt_s, 0), "GE_S": (1 - lt_s, 0),
         "SELECT32": (a + pick_b, 0), "SELECT64": (a + pick_b, m.a_hi + pick_b_hi),
         "STORE8": (m.b_lo8, 0), "STORE16": (m.b_lo16, 0), "STORE32": (b, 0), "STORE64": (b, m.b_hi),
-        "CALL": (m.fb + m.x, 0), "RET": (m.h_fb, m.h_pc + 1),
+        "CALL": (m.fb + m.x, 0), "CALLI": (m.fb + m.x, 0), "RET": (m.h_fb, m.h_pc + 1),
         "AND": (and_, 0), "OR": (a + b - and_, 0), "XOR": (a + b - 2 * and_, 0),
         "POPCNT": (sum(L, lin(0)), 0), "CLZ": (clz, 0), "ABS": (abs_a, 0), "MSUB": (a - bc, 0),
         "EXT8S": (A[0] + (TWO32 - 256) * s8, 0), "EXT16S": (m.a_lo16 + (TWO32 - 65536) * s16, 0),
@@ -182,7 +183,7 @@ def build(m):
                                   "GROW", "GROWCHK", "BRTABLE", "LOAD64_8S", "LOAD64_8U", "LOAD64_16S",
                                   "LOAD64_16U", "LOAD64_32S", "LOAD64_32U", "ADD64", "SUB64", "EQZ64", "EQ64",
                                   "NE64", "LT_S64", "LT_U64", "GT_S64", "GT_U64", "LE_S64", "LE_U64", "GE_S64",
-                                  "GE_U64"}
+                                  "GE_U64", "TRAP"}
 
 
 def division_terms(m, role):

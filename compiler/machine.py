@@ -109,8 +109,10 @@ class Machine:
         o = self.o
         self.wr_frame = g.ffn("wr.is_frame", tent_neurons(self.op - OP["ENTER"].code, cond=[self.in_pc, o[4]])
                               + tent_neurons(self.op - OP["CALL"].code, cond=[self.in_pc, o[4]])
+                              + tent_neurons(self.op - OP["CALLI"].code, cond=[self.in_pc, o[4]])
                               + tent_neurons(self.op - OP["RET"].code, cond=[self.in_pc, o[6]]))
-        self.wr_hdr = equals(g, "wr.is_header", self.op - OP["CALL"].code, cond=[self.in_pc, o[4]])
+        self.wr_hdr = g.ffn("wr.is_header", tent_neurons(self.op - OP["CALL"].code, cond=[self.in_pc, o[4]])
+                            + tent_neurons(self.op - OP["CALLI"].code, cond=[self.in_pc, o[4]]))
         self.wr_msz = g.ffn("wr.is_memsize", tent_neurons(self.op - OP["MEMSIZE"].code, cond=[self.in_pc, o[4]])
                             + tent_neurons(self.op - OP["GROW"].code, cond=[self.in_pc, o[4]]))
         vals = {n: [m.code for m in MICRO_OPS if m.kind in ("value", "load") and m.width == n] for n in (4, 8)}
@@ -137,7 +139,9 @@ class Machine:
         # A_r^2 = fb (fb + 2 sr) [not absolute] + sr^2
         self.A_r_sq = g.ffn("slot.r_sq", [(1, self.fb + when(1 - absolute_dst), self.fb + 2 * self.sr),
                                           (1, self.sr, self.sr), (1, -self.sr, -self.sr)])
-        self.t_stack = step(g, "trap.stack", self.fb + self.x - FB_LIMIT, 1, cond=[f["CALL"], self.o[0]])
+        z = self.fb + self.x - FB_LIMIT - 1
+        self.t_stack = g.ffn("trap.stack", [(1, z + 1 + when(f[c], self.o[0]), 1) for c in ("CALL", "CALLI")]
+                             + [(-1, z + when(f[c], self.o[0]), 1) for c in ("CALL", "CALLI")])
 
     # ---- layer 5: operands and the frame header --------------------------------------------
     def operands(self):
@@ -264,11 +268,14 @@ class Machine:
             (-1, 1 + when(self.emit_pc, f["JNZ"], z), jump),
             (1, 1 + when(self.emit_pc, f["RET"]), be([w[1], w[2]]) - nxt),
             (1, 1 + when(self.emit_pc, f["BRTABLE"]), self.y + self.a_lo - self.brtable_over - nxt),
+            (1, 1 + when(self.emit_pc, f["CALLI"]), self.y + self.a_lo - self.calli_over - nxt),
         ])
         self.emit_eos = both(g, "emit.eos", f["HALT"], o[0], ok) + self.is_trap_tok
         self.traps = {name: lin(0) for name in TRAPS}
         self.traps["wasm `unreachable` instruction executed"] = both(g, "trap.unreachable", f["UNREACHABLE"], o[0], ok)
         self.traps["out of bounds memory access"] = self.t_oob
+        for i, name in enumerate(TRAPS):           # TRAP x: the trap of a dispatch-table entry
+            self.traps[name] = self.traps[name] + equals(g, f"trap.op.{i}", self.x - i, cond=[f["TRAP"], o[0], ok])
         self.traps["call stack exhausted"] = self.t_stack
         self.traps["integer overflow"] = both(g, "trap.overflow", *self.overflow_parts, f["CHKOVF"], o[0], ok)
         for name, flag in self.alu_traps.items():
