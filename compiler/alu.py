@@ -5,7 +5,8 @@ bytes written; frame records: the new frame base and, for RET, the return pc). B
 byte tables through cross attention (compiler/tables.py); MUL sums byte products and reduces
 them mod 2**32 with a floor table; DIV_U's quotient bytes come from the output layer's exact
 floor division (see `division_terms`). Adding an op means adding its line here (and its
-micro-op in wasm_vocab and the reference interpreter, and its lowering).
+micro-op in wasm_vocab and the reference interpreter, and its lowering); the weights' list of
+supported micro-ops follows from the graph reading the op's flag.
 """
 from . import tables
 from .graph import lin
@@ -177,13 +178,6 @@ def build(m):
     b_max = step(g, "alu.b_is_minus1", b, TWO32 - 1)
     a_min = equals(g, "alu.a_is_int_min", a - (1 << 31))
     m.overflow_parts = (b_max, a_min)
-    m.supported = set(results) | {"HALT", "UNREACHABLE", "JUMP", "JZ", "JNZ", "ENTER", "MEMSIZE", "DATA", "CHKOVF",
-                                  "LOAD32", "LOAD8_S", "LOAD8_U", "LOAD16_S", "LOAD16_U", "LOAD64", "MUL", "CTZ",
-                                  "POW2", "POW2N", "CNOT", "SFIX", "SIGNFIX", "SIGNA", "DIV_U",
-                                  "GROW", "GROWCHK", "BRTABLE", "LOAD64_8S", "LOAD64_8U", "LOAD64_16S",
-                                  "LOAD64_16U", "LOAD64_32S", "LOAD64_32U", "ADD64", "SUB64", "EQZ64", "EQ64",
-                                  "NE64", "LT_S64", "LT_U64", "GT_S64", "GT_U64", "LE_S64", "LE_U64", "GE_S64",
-                                  "GE_U64", "TRAP"}
 
 
 def division_terms(m, role):

@@ -35,6 +35,18 @@ def be(bytes_):
     return total
 
 
+class _ReadFlags(dict):
+    """The op flags; remembers which ops the graph gives a meaning to (reads the flag of)."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.read = set()
+
+    def __getitem__(self, name):
+        self.read.add(name)
+        return super().__getitem__(name)
+
+
 class Machine:
     """Builds the graph; attributes are the named quantities later sections use."""
 
@@ -48,6 +60,9 @@ class Machine:
         alu.build(self)
         self.memory()
         self.emit()
+        # the micro-ops these weights compute: those the graph reads the flag of, and the prompt's
+        # own records (recognised by their op code)
+        self.supported = self.f.read | {"ENTER", "MEMSIZE"}
 
     # ---- layer 0: what each token is ---------------------------------------------------
     def tokens(self):
@@ -105,7 +120,8 @@ class Machine:
         self.op, self.sa = g.head("fetch.op_sa", "hardmax", q=q, k=k, v=(w[1], f_sa))
         self.sr, self.x = g.head("fetch.sr_x", "hardmax", q=q, k=k, v=(f_sr, be(w[c] for c in range(6, 10))))
         self.y, _ = g.head("fetch.y", "hardmax", q=q, k=k, v=(be(w[c] for c in range(10, 14)), 0))
-        self.f = {m.name: equals(g, f"op.{m.name}", self.op - m.code, cond=[self.in_pc]) for m in MICRO_OPS}
+        self.f = _ReadFlags({m.name: equals(g, f"op.{m.name}", self.op - m.code, cond=[self.in_pc])
+                             for m in MICRO_OPS})
         o = self.o
         self.wr_frame = g.ffn("wr.is_frame", tent_neurons(self.op - OP["ENTER"].code, cond=[self.in_pc, o[4]])
                               + tent_neurons(self.op - OP["CALL"].code, cond=[self.in_pc, o[4]])
