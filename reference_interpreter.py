@@ -46,6 +46,9 @@ def _s64(v):
 
 I64_OPS = {
     "ADD64": lambda a, b: a + b, "SUB64": lambda a, b: a - b,
+    "AND64": lambda a, b: a & b, "OR64": lambda a, b: a | b, "XOR64": lambda a, b: a ^ b,
+    "CLZ64": lambda a, b: 64 - a.bit_length(), "CTZ64": lambda a, b: 64 if a == 0 else (a & -a).bit_length() - 1,
+    "POPCNT64": lambda a, b: bin(a).count("1"),
     "EQZ64": lambda a, b: int(a == 0), "EQ64": lambda a, b: int(a == b), "NE64": lambda a, b: int(a != b),
     "LT_U64": lambda a, b: int(a < b), "GT_U64": lambda a, b: int(a > b),
     "LE_U64": lambda a, b: int(a <= b), "GE_U64": lambda a, b: int(a >= b),

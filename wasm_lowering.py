@@ -28,7 +28,8 @@ I32_BINARY = {
     "i32.eq": "EQ", "i32.ne": "NE", "i32.lt_s": "LT_S", "i32.lt_u": "LT_U", "i32.gt_s": "GT_S",
     "i32.gt_u": "GT_U", "i32.le_s": "LE_S", "i32.le_u": "LE_U", "i32.ge_s": "GE_S", "i32.ge_u": "GE_U",
 }
-I64_BINARY = {"i64.add": "ADD64", "i64.sub": "SUB64"}
+I64_BINARY = {"i64.add": "ADD64", "i64.sub": "SUB64", "i64.and": "AND64", "i64.or": "OR64", "i64.xor": "XOR64"}
+I64_UNARY = {"i64.clz": "CLZ64", "i64.ctz": "CTZ64", "i64.popcnt": "POPCNT64"}
 I64_COMPARE = {"i64.eq": "EQ64", "i64.ne": "NE64", "i64.lt_s": "LT_S64", "i64.lt_u": "LT_U64", "i64.gt_s": "GT_S64",
                "i64.gt_u": "GT_U64", "i64.le_s": "LE_S64", "i64.le_u": "LE_U64", "i64.ge_s": "GE_S64",
                "i64.ge_u": "GE_U64"}
@@ -367,6 +368,8 @@ class _FunctionLowering:
             self.emit(I64_BINARY.get(op) or I64_COMPARE[op], ins, sa=slot(h - 2), sr=slot(h - 2))
             types.pop()
             types[h - 2] = "i64" if op in I64_BINARY else "i32"
+        elif op in I64_UNARY:
+            self.emit(I64_UNARY[op], ins, sa=slot(h - 1), sr=slot(h - 1))
         elif op == "i64.eqz":
             self.emit("EQZ64", ins, sa=slot(h - 1), sr=slot(h - 1))
             types[h - 1] = "i32"

@@ -124,7 +124,8 @@ _SPECS = [
     ("MOVE64", "value", 8), ("LGET64", "value", 8), ("GGET64", "value", 8), ("GSET64", "value", 8),
     ("RESULT64", "value", 8), ("SELECT64", "value", 8),
     ("EXT64_8S", "value", 8), ("EXT64_16S", "value", 8), ("EXT64_32S", "value", 8),
-    ("ADD64", "value", 8), ("SUB64", "value", 8),
+    ("ADD64", "value", 8), ("SUB64", "value", 8), ("AND64", "value", 8), ("OR64", "value", 8), ("XOR64", "value", 8),
+    ("CLZ64", "value", 8), ("CTZ64", "value", 8), ("POPCNT64", "value", 8),
 ]
 # sign extensions: micro-op -> bits of a that are kept
 EXTENDS = {"EXT8S": 8, "EXT16S": 16, "EXT64_8S": 8, "EXT64_16S": 16, "EXT64_32S": 32}

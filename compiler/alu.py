@@ -70,12 +70,25 @@ def build(m):
     cols = [g.ffn(f"alu.mul_col{k}", [(1, A[i], Bb[k - i]) for i in range(k + 1)]) for k in range(4)]
     top_div = g.head("alu.mul_floor", "cross", q=(2 * cols[3], 1), k=floor_key(m), v=(m.t - tables.R_FLOOR, 0))[0]
     # byte-table lookups: AND (and so OR, XOR), POPCNT, CTZ
-    q = []
-    for k in range(4):
-        terms = [(1, 1 + when(f[op]), tables.R_AND + 256 * A[k] + Bb[k]) for op in ("AND", "OR", "XOR")]
-        terms += [(1, 1 + when(f["POPCNT"]), tables.R_POP + A[k]), (1, 1 + when(f["CTZ"]), tables.R_CTZ + A[k])]
-        q.append(g.ffn(f"alu.lookup_row{k}", terms))
+    def row_terms(ops, X, Y):
+        """Table rows for byte k: AND/OR/XOR read the AND table, POPCNT and CTZ their own."""
+        terms = []
+        for k in range(4):
+            t = [(1, 1 + when(f[op]), tables.R_AND + 256 * X[k] + Y[k]) for op in ops[:3]]
+            t += [(1, 1 + when(f[ops[3]]), tables.R_POP + X[k]), (1, 1 + when(f[ops[4]]), tables.R_CTZ + X[k])]
+            terms.append(t)
+        return terms
+    i32_ops, i64_ops = ("AND", "OR", "XOR", "POPCNT", "CTZ"), ("AND64", "OR64", "XOR64", "POPCNT64", "CTZ64")
+    low = [t32 + t64 for t32, t64 in zip(row_terms(i32_ops, A, Bb), row_terms(i64_ops, A, Bb))]
+    q = [g.ffn(f"alu.lookup_row{k}", low[k]) for k in range(4)]
     L = [lookup(m, f"alu.lookup{k}", q[k]) for k in range(4)]
+    AH, BH = m.a_hbytes, m.b_hbytes                        # the high halves' bytes, second bank
+    qh = [g.ffn(f"alu.lookup_hi_row{k}", t) for k, t in enumerate(row_terms(i64_ops, AH, BH))]
+    LH = [lookup(m, f"alu.lookup_hi{k}", qh[k]) for k in range(4)]
+    # i64 bit counts: trailing zeros continue into the high half when the low half is zero
+    hi_zero_below = [g.ffn(f"alu.hi_bytes_zero{k}", [(1, 1 - a - sum(AH[:k], lin(0)), 1)]) for k in range(4)]
+    clz_hi = 32 - sum((step(g, f"alu.clz_hi_{j}", m.a_hi, 1 << j) for j in range(32)), lin(0))
+    hi_is_zero = g.ffn("alu.hi_is_zero", [(1, 1 - m.a_hi, 1)])
     prefix_zero = [lin(1)] + [g.ffn(f"alu.low_bytes_zero{k}", [(1, 1 - sum(A[:k], lin(0)), 1)]) for k in (1, 2, 3)]
     # POW2 / POW2N: 2**s = 2**(s mod 8) * 256**(s div 8), s from the low byte of a
     pow_row = g.ffn("alu.pow_row", [(1, 1 + when(f["POW2"]), tables.R_POW + A[0]),
@@ -141,6 +154,14 @@ def build(m):
         wraps += [(1, S - j * TWO32 + 1 + when(fm), 1), (-1, S - j * TWO32 + when(fm), 1)]
     m.X_wraps = g.ffn("alu.mul_wraps", wraps)
     lo_terms += [(1, prefix_zero[k] + when(f["CTZ"]), L[k]) for k in range(4)]
+    and_hi = sum((LH[k] * 256 ** k for k in range(4)), lin(0))
+    lo_terms += [(1, 1 + when(f["AND64"]), and_), (1, 1 + when(f["OR64"]), a + b - and_),
+                 (1, 1 + when(f["XOR64"]), a + b - 2 * and_), (1, 1 + when(f["POPCNT64"]), sum(L + LH, lin(0))),
+                 (1, 1 + when(f["CLZ64"]), clz_hi), (1, 1 + when(f["CLZ64"], hi_is_zero), clz)]
+    lo_terms += [(1, prefix_zero[k] + when(f["CTZ64"]), L[k]) for k in range(4)]
+    lo_terms += [(1, hi_zero_below[k] + when(f["CTZ64"]), LH[k]) for k in range(4)]
+    hi_terms += [(1, 1 + when(f["AND64"]), and_hi), (1, 1 + when(f["OR64"]), m.a_hi + m.b_hi - and_hi),
+                 (1, 1 + when(f["XOR64"]), m.a_hi + m.b_hi - 2 * and_hi)]
     lo_terms += [(1, pow_r + when(f[op], byte_of_shift[k]), 256 ** k) for k in range(4) for op in ("POW2", "POW2N")]
     for op, src in (("CNOT", a), ("SFIX", c)):              # a < 0 ? ~src : src
         lo_terms += [(1, 1 + when(f[op]), src), (1, 1 + when(f[op], a_neg), TWO32 - 1 - 2 * src)]

@@ -100,6 +100,7 @@ class Machine:
         self.wlo16 = g.ffn("wr.lo16", [(1, o[4], be([w[3], w[4]])), (1, o[8], be([w[7], w[8]]))])
         self.wlo8 = g.ffn("wr.lo8", [(1, o[4], w[4]), (1, o[8], w[8])])
         self.wbytes = [self.wlo8] + [g.ffn(f"wr.byte{k}", [(1, o[4], w[4 - k]), (1, o[8], w[8 - k])]) for k in (1, 2, 3)]
+        self.whbytes = [gated(g, f"wr.hi_byte{k}", [o[8]], w[4 - k]) for k in range(4)]
         sign = g.ffn("wr.sign", [(1, w[1] - 127 + when(o[4]), 1), (-1, w[1] - 128 + when(o[4]), 1),
                                  (1, w[5] - 127 + when(o[8]), 1), (-1, w[5] - 128 + when(o[8]), 1)])
         self.wslo = self.wlo - (1 << 32) * sign
@@ -172,6 +173,9 @@ class Machine:
         (self.b_lo, self.b_hi), (self.b_slo, self.b_lo16), (self.b_lo8, self.b_shi) = read(
             "opb", self.A_a + 1, (self.wlo, self.whi), (self.wslo, self.wlo16), (self.wlo8, self.wshi))
         ((self.a_shi, _),) = read("opa.shi", self.A_a, (self.wshi, 0))
+        hb = self.whbytes
+        self.a_hbytes = [x for pair in read("opa.hi_bytes", self.A_a, (hb[0], hb[1]), (hb[2], hb[3])) for x in pair]
+        self.b_hbytes = [x for pair in read("opb.hi_bytes", self.A_a + 1, (hb[0], hb[1]), (hb[2], hb[3])) for x in pair]
         ((self.c_lo, self.c_slo),) = read("opc", self.A_a + 2, (self.wlo, self.wslo))
         wb = self.wbytes
         self.a_bytes = [x for pair in read("opa.bytes", self.A_a, (wb[0], wb[1]), (wb[2], wb[3])) for x in pair]
