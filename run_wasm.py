@@ -53,7 +53,21 @@ def run_program(a):
     args = typed_args(module, func, a.args)
     runner = Runner(engine="dense" if a.dense else a.engine)
     session = runner.session(wasm, [(func, args)])
-    outcome = session.run(0, a.max_new_tokens)
+    bar = None
+    if not a.quiet and sys.stderr.isatty() and runner.fast is not None:
+        from tqdm import tqdm
+        from wasm_vocab import PC_BASE
+        bar = tqdm(total=a.max_new_tokens, unit="tok", unit_scale=True, file=sys.stderr, leave=False,
+                   desc="decoding")
+        bar.steps = 0
+
+        def progress(gen):             # tokens, executed micro-instructions, tokens/s
+            bar.steps += sum(1 for t in gen[bar.n:] if t >= PC_BASE)
+            bar.set_postfix(steps=bar.steps, refresh=False)
+            bar.update(len(gen) - bar.n)
+    outcome = session.run(0, a.max_new_tokens, progress=progress if bar is not None else None)
+    if bar is not None:
+        bar.close()
     if a.dump_tokens:
         Path(a.dump_tokens).write_text(json.dumps({"memory_ids": runner.model.config.memory_ids, "prompt_ids": session.prompt,
                                                    "generated_ids": outcome.generated}))

@@ -16,6 +16,7 @@ from wasm_lowering import load_program
 from wasm_vocab import EOS, MICRO_OPS, PC_BASE, TRAP_BASE, TRAPS
 
 HERE = Path(__file__).resolve().parent
+PROGRESS_CHUNK = 200_000      # tokens the fast engine decodes between progress updates
 
 
 @dataclass
@@ -98,7 +99,8 @@ class Session:
         self.cache = DynamicCache() if runner.dense else WasmHullCache(cfg)
         self.prompt = program.prompt_ids()
 
-    def run(self, k, max_new_tokens=1_000_000, streamer=None):
+    def run(self, k, max_new_tokens=1_000_000, streamer=None, progress=None):
+        """Run invocation k. progress(new_tokens): called as the fast engine decodes chunks."""
         inv = self.program.invocations[k]
         if inv.error:
             return Outcome("skipped", message=inv.error)
@@ -108,12 +110,18 @@ class Session:
         start = time.perf_counter()
         fast = self.runner.fast
         if fast is not None and streamer is None:
+            chunk = PROGRESS_CHUNK if progress else max_new_tokens
             if self.ids is None:
-                gen = fast.generate(ids, max_new_tokens, self.runner.model.config.memory_ids)
+                gen = fast.generate(ids, min(chunk, max_new_tokens), self.runner.model.config.memory_ids)
             else:
                 if getattr(fast, "owner", None) is not self:
                     raise RuntimeError("the fast engine holds another session's trace")
-                gen = fast.continue_(self.program.enter_ids(k), max_new_tokens)
+                gen = fast.continue_(self.program.enter_ids(k), min(chunk, max_new_tokens))
+            while progress and gen and gen[-1] != EOS and len(gen) < max_new_tokens:
+                progress(gen)
+                gen += fast.continue_([], min(chunk, max_new_tokens - len(gen)))
+            if progress:
+                progress(gen)
             fast.owner = self
             self.ids = ids + gen
             outcome = read_outcome(self.program, gen, max_new_tokens)

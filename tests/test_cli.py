@@ -1,7 +1,10 @@
 """The scriptable interface: run_wasm.py on .wat/.wasm/.c files, dumps, and clear errors."""
 import json
+import os
+import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -69,3 +72,22 @@ def test_unsupported_instruction_names_it(tmp_path):
     p.write_text('(module (func (export "f") (result f32) (f32.const 1.5)))')
     code, _, err = cli(p)
     assert code == 2 and "f32" in err and "byte offset" in err
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (apt-get install tmux)")
+def test_progress_bar_in_a_terminal():
+    """In a real terminal (tmux) a long run shows tokens, steps and tokens/s while it decodes."""
+    session = f"wasm-progress-{os.getpid()}"
+    cmd = f"cd {ROOT} && {sys.executable} run_wasm.py {SHARED / 'corpus' / 'c' / 'fib.c'}; sleep 30"
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "150", "-y", "20", cmd], check=True)
+    try:
+        seen = ""
+        for _ in range(60):
+            time.sleep(0.5)
+            seen = subprocess.run(["tmux", "capture-pane", "-t", session, "-p"], capture_output=True, text=True).stdout
+            if "steps=" in seen:
+                break
+        assert "decoding:" in seen and "tok/s" in seen and "steps=" in seen, seen
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session])
