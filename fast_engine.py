@@ -153,7 +153,29 @@ def _read_weights(model_dir: Path):
     return w
 
 
-class FastEngine:
+class _CHandle:
+    """Owns a handle of the C library: freed by close(), at exit of a `with` block, or when collected."""
+    _h = None
+
+    def close(self):
+        if self._h is not None:
+            self._free(self._h)
+            self._h = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class FastEngine(_CHandle):
     """Exact greedy decoder in C. Not thread-safe; one sequence at a time."""
 
     CHUNK = 1 << 20     # tokens decoded per C call (Python only sees one call per chunk)
@@ -374,25 +396,11 @@ class FastEngine:
         return [dict(layer=int(r[0]), head=int(r[1]), mode=names[int(r[2])], upper=int(r[3]), lower=int(r[4]),
                      float_risk=int(r[5]), mismatches=int(r[6])) for r in buf.reshape(-1, 7)[:n]]
 
-    def close(self):
-        if self._h is not None:
-            self._lib.we_free(self._h)
-            self._h = None
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+    def _free(self, h):
+        self._lib.we_free(h)
 
 
-class CHull:
+class CHull(_CHandle):
     """The C hull alone (tests): insert(k0, k1, v0, v1, idx), query(q0, q1) -> ((v0, v1), idx_or_count)."""
 
     def __init__(self, tie_break="latest", extra_flags=()):
@@ -427,13 +435,5 @@ class CHull:
         self._lib.wh_vertices(self._h, which, _p(buf, _f64p), n)
         return [(buf[2 * i], buf[2 * i + 1]) for i in range(n)]
 
-    def close(self):
-        if self._h is not None:
-            self._lib.wh_free(self._h)
-            self._h = None
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
+    def _free(self, h):
+        self._lib.wh_free(h)
